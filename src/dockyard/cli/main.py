@@ -1,0 +1,29 @@
+"""The `dockyard` command. Thin: parse, call the package, print."""
+
+from __future__ import annotations
+
+import click
+
+from dockyard import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dockyard")
+def main() -> None:
+    """dockyard: an etcd-compatible store, a Docker-API engine and the orchestration around them."""
+
+
+@main.group()
+def store() -> None:
+    """The etcd-compatible service-discovery store: serve it, and use it as etcdctl v2 does."""
+
+
+def _register_subcommands() -> None:
+    # Imported here so that each module owns its commands and `main` stays an index.
+    from dockyard.cli import store_ctl, store_serve
+
+    store_serve.register(store)
+    store_ctl.register(store)
+
+
+_register_subcommands()

@@ -1,0 +1,1 @@
+"""The etcd-compatible service-discovery store (v2 keys API)."""

@@ -1,0 +1,152 @@
+"""Commands: the entries of the store's ordered log.
+
+Every change to the store, whether a client write, a TTL expiry or an auth change, is a
+command appended to one ordered log (the WAL today, the Raft log later) and then applied,
+in log order, to the pure state machines (`tree.KeyTree`, `auth.AuthState`). Applying a
+command must depend only on the state and the command, never on a clock or randomness, so
+every command carries the times it needs (absolute expiry deadlines in Unix nanoseconds,
+the leader's clock for expiry).
+
+Encoding is JSON with a `"t"` tag naming the command class; other modules register their
+command classes with `register` (auth does). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+_REGISTRY: dict[str, type[Any]] = {}
+
+T = TypeVar("T")
+
+
+def register(cls: type[T]) -> type[T]:
+    """Class decorator: make a frozen dataclass encodable as a log command."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def encode_command(command: object) -> bytes:
+    fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}  # type: ignore[arg-type]
+    fields["t"] = type(command).__name__
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_command(payload: bytes) -> object:
+    fields = json.loads(payload)
+    cls = _REGISTRY[fields.pop("t")]
+    for f in dataclasses.fields(cls):
+        value = fields.get(f.name)
+        if isinstance(value, list):
+            fields[f.name] = tuple(value)
+    return cls(**fields)
+
+
+# --- key tree commands -------------------------------------------------------------------
+# `expire_ns` is an absolute deadline in Unix nanoseconds, or None for a permanent key. It is
+# computed when the request is parsed (etcd measures ttl from then), so apply is deterministic.
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class SetKey:
+    """PUT without conditions: create or replace (a replace is a new node: new createdIndex)."""
+
+    key: str
+    value: str
+    dir: bool = False
+    expire_ns: int | None = None
+    refresh: bool = False
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class CreateKey:
+    """PUT prevExist=false: create; fails with 105 if the key exists."""
+
+    key: str
+    value: str
+    dir: bool = False
+    expire_ns: int | None = None
+    refresh: bool = False
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class CreateInOrderKey:
+    """POST: create `<key>/<new index, %020d>`."""
+
+    dir_key: str
+    value: str
+    dir: bool = False
+    expire_ns: int | None = None
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class UpdateKey:
+    """PUT prevExist=true: update an existing key; fails with 100 if missing."""
+
+    key: str
+    value: str
+    expire_ns: int | None = None
+    refresh: bool = False
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class CompareAndSwap:
+    """PUT with prevValue and/or prevIndex (prev_index 0 means not given)."""
+
+    key: str
+    value: str
+    prev_value: str | None
+    prev_index: int
+    expire_ns: int | None = None
+    refresh: bool = False
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class DeleteKey:
+    key: str
+    dir: bool = False
+    recursive: bool = False
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class CompareAndDelete:
+    key: str
+    prev_value: str | None
+    prev_index: int
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ExpireKeys:
+    """The leader's clock reading: delete every key whose deadline is at or before it."""
+
+    now_ns: int
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """First entry of a new store: the internal membership writes etcd keeps in its v2 store
+    (raftAttributes, attributes, cluster version), so that indexes match etcd's."""
+
+    member_id: str
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    cluster_version: str = "3.4.0"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Noop:
+    """An entry that changes nothing: a read barrier for linearizable (quorum) reads."""

@@ -1,0 +1,1 @@
+"""Certificate authority and TLS contexts for servers and clients."""

@@ -1,0 +1,155 @@
+"""Start the reference etcd 3.4 and dockyard's store as real processes for tests and benchmarks.
+
+Each server gets free loopback ports and its own data dir, is awaited until it answers, and is
+stopped by PID (never by name). A missing binary fails loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ETCD_BINARY = "/usr/bin/etcd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    kind: str  # "etcd" or "dockyard"
+    url: str  # client URL, e.g. http://127.0.0.1:23790
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    argv: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")[-5000:]
+        return ""
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0,
+                       ssl_context: object | None = None) -> None:
+    """Poll /version until it answers; fail with the process's fate if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before serving {url}")
+        try:
+            kwargs = {"context": ssl_context} if ssl_context is not None else {}
+            with urllib.request.urlopen(f"{url}/version", timeout=1, **kwargs) as r:  # type: ignore[arg-type]
+                if r.status == 200:
+                    return
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last_error = e
+        time.sleep(0.02)  # polling an external process: there is no event to await
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s: {last_error}")
+
+
+def _spawn(kind: str, argv: Sequence[str], url: str, data_dir: Path, log_path: Path,
+           env: dict[str, str] | None = None, wait: bool = True,
+           ssl_context: object | None = None) -> ServerProcess:
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
+    process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                               env=env, start_new_session=True)
+    log.close()
+    server = ServerProcess(kind, url, data_dir, process, list(argv), log_path)
+    if wait:
+        try:
+            wait_until_serving(url, process, ssl_context=ssl_context)
+        except Exception:
+            server.stop()
+            raise RuntimeError(f"{kind} failed to start:\n{server.log()}") from None
+    return server
+
+
+def start_etcd(base_dir: Path, name: str = "ref", extra: Sequence[str] = (),
+               scheme: str = "http", ssl_context: object | None = None) -> ServerProcess:
+    if not Path(ETCD_BINARY).exists():
+        raise RuntimeError(f"{ETCD_BINARY} is missing: install Debian's etcd-server (scripts/setup.sh)")
+    client_port, peer_port = free_port(), free_port()
+    data_dir = base_dir / f"etcd-{name}"
+    url = f"{scheme}://127.0.0.1:{client_port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    argv = [ETCD_BINARY, "--enable-v2=true", "--name", name, "--data-dir", str(data_dir),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{name}={peer}", *extra]
+    return _spawn("etcd", argv, url, data_dir, base_dir / f"etcd-{name}.log",
+                  ssl_context=ssl_context)
+
+
+def dockyard_argv(data_dir: Path, client_urls: Sequence[str], name: str, peer: str,
+                  extra: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "dockyard", "store", "serve", "--name", name,
+            "--data-dir", str(data_dir),
+            "--listen-client-urls", ",".join(client_urls),
+            "--advertise-client-urls", ",".join(client_urls),
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{name}={peer}", *extra]
+
+
+def start_dockyard(base_dir: Path, name: str = "dy", extra: Sequence[str] = (),
+                   scheme: str = "http", port: int | None = None, data_dir: Path | None = None,
+                   wait: bool = True, ssl_context: object | None = None) -> ServerProcess:
+    client_port = port or free_port()
+    data_dir = data_dir or base_dir / f"dockyard-{name}"
+    url = f"{scheme}://127.0.0.1:{client_port}"
+    peer = f"http://127.0.0.1:{free_port()}"
+    argv = dockyard_argv(data_dir, [url], name, peer, extra)
+    return _spawn("dockyard", argv, url, data_dir, base_dir / f"dockyard-{name}.log",
+                  wait=wait, ssl_context=ssl_context)
+
+
+def restart(server: ServerProcess, wait: bool = True) -> ServerProcess:
+    """Start the same server again on the same ports and data dir (after stop or kill -9)."""
+    log_path = server.log_path or server.data_dir.parent / f"{server.kind}.log"
+    return _spawn(server.kind, server.argv, server.url, server.data_dir, log_path, wait=wait)
+
+
+@contextlib.contextmanager
+def running(server: ServerProcess) -> Iterator[ServerProcess]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def which_or_fail(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{tool} is required and missing: run scripts/setup.sh")
+    return path
