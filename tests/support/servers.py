@@ -60,8 +60,12 @@ class ServerProcess:
         return ""
 
 
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0,
-                       ssl_context: object | None = None) -> None:
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 30.0,
+    ssl_context: object | None = None,
+) -> None:
     """Poll /version until it answers; fail with the process's fate if it exits first."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -73,18 +77,26 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout_s: fl
             with urllib.request.urlopen(f"{url}/version", timeout=1, **kwargs) as r:  # type: ignore[arg-type]
                 if r.status == 200:
                     return
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as e:
             last_error = e
         time.sleep(0.02)  # polling an external process: there is no event to await
     raise TimeoutError(f"{url} did not answer within {timeout_s}s: {last_error}")
 
 
-def _spawn(kind: str, argv: Sequence[str], url: str, data_dir: Path, log_path: Path,
-           env: dict[str, str] | None = None, wait: bool = True,
-           ssl_context: object | None = None) -> ServerProcess:
+def _spawn(
+    kind: str,
+    argv: Sequence[str],
+    url: str,
+    data_dir: Path,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    ssl_context: object | None = None,
+) -> ServerProcess:
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
-    process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                               env=env, start_new_session=True)
+    process = subprocess.Popen(
+        list(argv), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     log.close()
     server = ServerProcess(kind, url, data_dir, process, list(argv), log_path)
     if wait:
@@ -96,42 +108,96 @@ def _spawn(kind: str, argv: Sequence[str], url: str, data_dir: Path, log_path: P
     return server
 
 
-def start_etcd(base_dir: Path, name: str = "ref", extra: Sequence[str] = (),
-               scheme: str = "http", ssl_context: object | None = None) -> ServerProcess:
+def start_etcd(
+    base_dir: Path,
+    name: str = "ref",
+    extra: Sequence[str] = (),
+    scheme: str = "http",
+    ssl_context: object | None = None,
+) -> ServerProcess:
     if not Path(ETCD_BINARY).exists():
-        raise RuntimeError(f"{ETCD_BINARY} is missing: install Debian's etcd-server (scripts/setup.sh)")
+        raise RuntimeError(
+            f"{ETCD_BINARY} is missing: install Debian's etcd-server (scripts/setup.sh)"
+        )
     client_port, peer_port = free_port(), free_port()
     data_dir = base_dir / f"etcd-{name}"
     url = f"{scheme}://127.0.0.1:{client_port}"
     peer = f"http://127.0.0.1:{peer_port}"
-    argv = [ETCD_BINARY, "--enable-v2=true", "--name", name, "--data-dir", str(data_dir),
-            "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{name}={peer}", *extra]
-    return _spawn("etcd", argv, url, data_dir, base_dir / f"etcd-{name}.log",
-                  ssl_context=ssl_context)
+    argv = [
+        ETCD_BINARY,
+        "--enable-v2=true",
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        f"{name}={peer}",
+        *extra,
+    ]
+    return _spawn(
+        "etcd", argv, url, data_dir, base_dir / f"etcd-{name}.log", ssl_context=ssl_context
+    )
 
 
-def dockyard_argv(data_dir: Path, client_urls: Sequence[str], name: str, peer: str,
-                  extra: Sequence[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "dockyard", "store", "serve", "--name", name,
-            "--data-dir", str(data_dir),
-            "--listen-client-urls", ",".join(client_urls),
-            "--advertise-client-urls", ",".join(client_urls),
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{name}={peer}", *extra]
+def dockyard_argv(
+    data_dir: Path, client_urls: Sequence[str], name: str, peer: str, extra: Sequence[str] = ()
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dockyard",
+        "store",
+        "serve",
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--listen-client-urls",
+        ",".join(client_urls),
+        "--advertise-client-urls",
+        ",".join(client_urls),
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        f"{name}={peer}",
+        *extra,
+    ]
 
 
-def start_dockyard(base_dir: Path, name: str = "dy", extra: Sequence[str] = (),
-                   scheme: str = "http", port: int | None = None, data_dir: Path | None = None,
-                   wait: bool = True, ssl_context: object | None = None) -> ServerProcess:
+def start_dockyard(
+    base_dir: Path,
+    name: str = "dy",
+    extra: Sequence[str] = (),
+    scheme: str = "http",
+    port: int | None = None,
+    data_dir: Path | None = None,
+    wait: bool = True,
+    ssl_context: object | None = None,
+) -> ServerProcess:
     client_port = port or free_port()
     data_dir = data_dir or base_dir / f"dockyard-{name}"
     url = f"{scheme}://127.0.0.1:{client_port}"
     peer = f"http://127.0.0.1:{free_port()}"
     argv = dockyard_argv(data_dir, [url], name, peer, extra)
-    return _spawn("dockyard", argv, url, data_dir, base_dir / f"dockyard-{name}.log",
-                  wait=wait, ssl_context=ssl_context)
+    return _spawn(
+        "dockyard",
+        argv,
+        url,
+        data_dir,
+        base_dir / f"dockyard-{name}.log",
+        wait=wait,
+        ssl_context=ssl_context,
+    )
 
 
 def restart(server: ServerProcess, wait: bool = True) -> ServerProcess:

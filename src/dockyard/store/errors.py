@@ -29,7 +29,15 @@ MESSAGES: dict[int, str] = {
 
 # etcd 3.4: 404 for 100; 412 for 101 and 105; 403 for 102 and 108; 401 for 110;
 # 500 for 300 and 301; 400 for everything else (104, 107 and 401 included).
-_HTTP_STATUS: dict[int, int] = {100: 404, 101: 412, 105: 412, 102: 403, 108: 403, 110: 401, 300: 500}
+_HTTP_STATUS: dict[int, int] = {
+    100: 404,
+    101: 412,
+    105: 412,
+    102: 403,
+    108: 403,
+    110: 401,
+    300: 500,
+}
 
 
 class StoreError(Exception):

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything dockyard needs on a Debian machine, idempotently: apt packages (the
+# reference etcd for differential tests, wrk for benchmarks) and the Python package in .venv.
+# Run as root. Safe to run again and again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+python=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 &&
+     "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    python=$(command -v "$candidate"); break
+  fi
+done
+[[ -n $python ]] || missing+=(python3 python3-venv)
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [[ -z $python ]]; then python=$(command -v python3); fi
+# Debian's etcd-server starts a system etcd on 2379; dockyard's store wants that port.
+if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+
+stamp=.venv/.dockyard-installed
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi

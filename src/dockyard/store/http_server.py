@@ -1,0 +1,809 @@
+"""A small, fast HTTP/1.1 server on asyncio + httptools for the etcd v2 keys API.
+
+Role: turn bytes on a socket into `http_types.Request` values, hand them to a `Handler`, and
+turn the `Response` / `StreamingResponse` it returns into bytes. It knows nothing of etcd.
+
+Shape: one `_HttpConnection` (an `asyncio.Protocol`) per TCP/TLS connection, fed by an
+`httptools.HttpRequestParser`. Completed requests go into a per-connection FIFO; the FIFO is
+drained after every `data_received`, so pipelined requests are answered strictly in order. A
+handler that returns a plain `Response` is answered inline with one `transport.write` and no
+task; only an awaitable result or a `StreamingResponse` costs a task, and while that task runs
+later requests on the connection wait in the FIFO.
+
+Invariants:
+- At most one request per connection is being answered at a time (`_task` or inline), and
+  responses leave in request order. A 400/413/431 for a bad message is queued behind the
+  good requests that preceded it, then the connection closes.
+- Reading is paused while the FIFO holds `_PIPELINE_HIGH` requests or the transport's write
+  buffer is above its high-water mark, so neither a pipelining client nor a slow reader can
+  make us buffer without bound. Header bytes per message are capped (`max_header_bytes`,
+  `max_header_count`) before httptools can accumulate them; body bytes by `max_body_bytes`.
+- A handler error never reaches the event loop: it is logged and answered with a 500.
+  Parser errors are answered with a 400 and never logged as tracebacks.
+- A streaming body's iterator is always closed (`aclose`) once the stream ends, whether it
+  ran dry, raised, the client went away, or the server shut down; producers rely on this to
+  unregister watchers.
+- On client disconnect, an in-flight async handler is cancelled as well (an etcd long-poll
+  `wait=true` must stop waiting when nobody is listening).
+
+Must not: parse URLs or percent-decode the target (routes do that), or interpret bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import http
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Awaitable
+from typing import Any, Final
+
+import httptools
+
+from dockyard.store.http_types import Handler, Request, Response, StreamingResponse
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_HEADER_COUNT",
+    "HttpServer",
+    "serve",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+# Go's net/http DefaultMaxHeaderBytes, which etcd inherits.
+DEFAULT_MAX_HEADER_BYTES: Final = 1024 * 1024
+DEFAULT_MAX_HEADER_COUNT: Final = 256
+
+# Pause reading when this many parsed requests wait behind the one being answered.
+_PIPELINE_HIGH: Final = 16
+# After an error response we read and drop at most this much before closing, so the client
+# can read our answer instead of getting a RST for unread data ("lingering close").
+_LINGER_BYTES: Final = 1024 * 1024
+_LINGER_S: Final = 2.0
+# Bodies above this are written separately rather than copied into the header bytes.
+_JOIN_LIMIT_BYTES: Final = 64 * 1024
+
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_INTERNAL_ERROR: Final = Response(
+    500, b'{"message":"internal error"}', content_type="application/json"
+)
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+_STATUS_LINES: dict[int, str] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in http.HTTPStatus
+}
+_METHODS: dict[bytes, str] = {
+    m: m.decode("ascii") for m in (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
+}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        # An empty reason-phrase is valid (RFC 9112 §4); cache so unknown codes stay cheap.
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} \r\n"
+    return line
+
+
+class _DateCache:
+    """The IMF-fixdate for the current second, formatted once per second (RFC 9110 §6.6.1)."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def get(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._value = email.utils.formatdate(now, usegmt=True)
+            self._second = second
+        return self._value
+
+
+_date = _DateCache()
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to abandon a message with a 4xx status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _plain(status: int) -> Response:
+    return Response(
+        status,
+        f"{status} {http.HTTPStatus(status).phrase}\n".encode("ascii"),
+        content_type="text/plain; charset=utf-8",
+    )
+
+
+def _extra_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    out = []
+    for name, value in headers:
+        # A CR or LF from a handler would let a value forge headers or a second response.
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            raise ValueError(f"invalid response header {name!r}")
+        out.append(f"{name}: {value}\r\n")
+    return "".join(out)
+
+
+# One queued unit of work: a request with (keep_alive, http_1_1), or an error status to send
+# before closing.
+_Pending = tuple[Request, bool, bool] | int
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One client connection. See the module docstring for the rules it keeps."""
+
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_drain_waiter",
+        "_eof",
+        "_expect_continue",
+        "_header_bytes",
+        "_header_count",
+        "_headers",
+        "_in_headers",
+        "_in_message",
+        "_keep_alive",
+        "_linger_bytes",
+        "_lingering",
+        "_parser",
+        "_parser_dead",
+        "_peer_cert",
+        "_queue",
+        "_reading_paused",
+        "_reject_status",
+        "_remote_addr",
+        "_server",
+        "_shutting_down",
+        "_stop",
+        "_streaming",
+        "_task",
+        "_transport",
+        "_url",
+        "_write_paused",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._remote_addr: tuple[str, int] | None = None
+        self._peer_cert: dict[str, Any] | None = None
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        # Per-message parse state.
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._in_headers = False
+        self._in_message = False
+        self._keep_alive = True
+        self._expect_continue = False
+        self._reject_status = 0
+        # Connection state.
+        self._parser_dead = False
+        self._stop = False  # no further requests are answered; the transport is closing
+        self._shutting_down = False
+        self._streaming = False
+        self._eof = False
+        self._lingering = False
+        self._linger_bytes = 0
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; they quack the same.
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._remote_addr = (str(peer[0]), int(peer[1]))
+        if transport.get_extra_info("sslcontext") is not None:
+            # For TLS, connection_made runs after the handshake, so the cert is known here.
+            self._peer_cert = transport.get_extra_info("peercert")
+        self._server._connections.add(self)
+        if self._server._closing:
+            self._stop = True
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop = True
+        self._server._connections.discard(self)
+        self._queue.clear()
+        if self._task is not None:
+            self._task.cancel()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("connection lost"))
+            # Retrieved or not, a lost connection is no error worth a "never retrieved" log.
+            waiter.exception()
+        self._drain_waiter = None
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._lingering or (self._task is None and not self._queue):
+            return None  # close now
+        if self._streaming:
+            return None
+        # A half-closed client may still read the answers to what it sent; asyncio's SSL
+        # transport cannot stay half-open (and warns if asked), so only plain TCP does.
+        return self._transport is not None and self._transport.get_extra_info("sslcontext") is None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._linger_bytes += len(data)
+            if self._linger_bytes > _LINGER_BYTES and self._transport is not None:
+                self._transport.close()
+            return
+        if self._parser_dead or self._stop:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # We speak no other protocol (h2c, websocket): answer the request as plain
+            # HTTP/1.1, then close rather than guess where the next message starts.
+            self._parser_dead = True
+            if self._queue:
+                last = self._queue[-1]
+                if not isinstance(last, int):
+                    self._queue[-1] = (last[0], False, last[2])
+        except httptools.HttpParserError:
+            self._parser_dead = True
+            self._queue.append(self._reject_status or 400)
+        else:
+            if self._in_headers:
+                # httptools buffers a header line until it ends; count raw bytes so one
+                # endless header cannot grow that buffer past the limit.
+                self._header_bytes += len(data)
+                if self._header_bytes > self._server._max_header_bytes:
+                    self._parser_dead = True
+                    self._queue.append(431)
+        self._process()
+
+    # --- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_headers = True
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._expect_continue = False
+        self._reject_status = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self._server._max_header_bytes:
+            self._reject(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        self._header_bytes += len(name) + len(value) + 4
+        self._header_count += 1
+        if (
+            self._header_bytes > self._server._max_header_bytes
+            or self._header_count > self._server._max_header_count
+        ):
+            self._reject(431)
+        key = name.decode("latin-1").lower()
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        parser = self._parser
+        self._keep_alive = parser.should_keep_alive()
+        headers = self._headers
+        length = headers.get("content-length")
+        # llhttp validates Content-Length itself; this only rejects a too-large body early,
+        # before the client sends it (and before any 100 Continue).
+        if length is not None and length.isdigit() and int(length) > self._server._max_body_bytes:
+            self._reject(413)
+        if headers.get("expect", "").lower() == "100-continue" and (
+            parser.get_http_version() == "1.1"
+        ):
+            self._expect_continue = True
+            self._maybe_send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self._server._max_body_bytes:
+            self._reject(413)
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._expect_continue = False
+        parser = self._parser
+        method_b = parser.get_method()
+        method = _METHODS.get(method_b) or method_b.decode("ascii")
+        body = self._body
+        request = Request(
+            method,
+            self._url.decode("utf-8", "surrogateescape"),
+            self._headers,
+            body[0] if len(body) == 1 else b"".join(body),
+            self._remote_addr,
+            self._peer_cert,
+        )
+        self._queue.append((request, self._keep_alive, parser.get_http_version() == "1.1"))
+
+    def _reject(self, status: int) -> None:
+        self._reject_status = status
+        raise _Reject(status)
+
+    # --- answering ------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Answer queued requests in order until one needs a task or the queue is empty."""
+        queue = self._queue
+        while queue and self._task is None and not self._stop:
+            item = queue.popleft()
+            if isinstance(item, int):
+                self._send_error(item)
+                return
+            request, keep_alive, http11 = item
+            if self._shutting_down:
+                keep_alive = False
+            try:
+                result = self._server._handler(request)
+            except Exception:
+                logger.exception("handler failed for %s %s", request.method, request.target)
+                result = _INTERNAL_ERROR
+            if isinstance(result, Response):
+                self._send(result, request.method == "HEAD", keep_alive, http11)
+            else:
+                self._start_task(self._run_async(result, request, keep_alive, http11))
+        if self._task is None and not self._stop:
+            if self._eof and not queue:
+                self._close()
+                return
+            if self._shutting_down and not queue and not self._in_message:
+                self._close()
+                return
+            self._maybe_send_continue()
+        self._update_reading()
+
+    def _start_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._task = task
+        task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # _run_async handles handler errors; anything here is our own bug.
+            logger.error("http connection task failed", exc_info=exc)
+            self._close()
+            return
+        self._process()
+
+    async def _run_async(
+        self,
+        result: StreamingResponse | Awaitable[Response | StreamingResponse],
+        request: Request,
+        keep_alive: bool,
+        http11: bool,
+    ) -> None:
+        response: object = result
+        if not isinstance(result, StreamingResponse):
+            try:
+                response = await result
+            except Exception:
+                logger.exception("handler failed for %s %s", request.method, request.target)
+                response = _INTERNAL_ERROR
+        head = request.method == "HEAD"
+        if self._shutting_down:
+            keep_alive = False
+        if isinstance(response, Response):
+            self._send(response, head, keep_alive, http11)
+        elif isinstance(response, StreamingResponse):
+            await self._stream(response, head, keep_alive, http11)
+        else:
+            logger.error(
+                "handler for %s %s returned %r, not a Response",
+                request.method,
+                request.target,
+                type(response),
+            )
+            self._send(_INTERNAL_ERROR, head, keep_alive, http11)
+
+    def _head(
+        self,
+        status: int,
+        content_type: str | None,
+        extra: tuple[tuple[str, str], ...],
+        framing: str,
+        keep_alive: bool,
+        http11: bool,
+    ) -> bytes:
+        if keep_alive:
+            # HTTP/1.0 keep-alive must be confirmed explicitly; 1.1 is persistent by default.
+            connection = "" if http11 else "Connection: keep-alive\r\n"
+        else:
+            connection = "Connection: close\r\n"
+        ctype = f"Content-Type: {content_type}\r\n" if content_type else ""
+        others = _extra_headers(extra) if extra else ""
+        return (
+            f"{_status_line(status)}Date: {_date.get()}\r\n{self._server._server_line}"
+            f"{ctype}{framing}{others}{connection}\r\n"
+        ).encode("latin-1")
+
+    def _send(self, response: Response, head: bool, keep_alive: bool, http11: bool) -> None:
+        transport = self._transport
+        if transport is None or self._stop:
+            return
+        status = response.status
+        body = response.body
+        try:
+            if status < 200 or status in _NO_BODY_STATUSES:
+                body = b""
+                framing = ""
+            else:
+                framing = f"Content-Length: {len(body)}\r\n"
+            data = self._head(
+                status, response.content_type, response.headers, framing, keep_alive, http11
+            )
+        except (ValueError, UnicodeEncodeError):
+            logger.exception("handler returned an unencodable response (status %d)", status)
+            response = _INTERNAL_ERROR
+            body = response.body
+            data = self._head(
+                500,
+                response.content_type,
+                (),
+                f"Content-Length: {len(body)}\r\n",
+                keep_alive,
+                http11,
+            )
+        if head or not body:
+            transport.write(data)
+        elif len(body) <= _JOIN_LIMIT_BYTES:
+            transport.write(data + body)
+        else:
+            transport.write(data)
+            transport.write(body)
+        if not keep_alive:
+            self._close()
+
+    async def _stream(
+        self, response: StreamingResponse, head: bool, keep_alive: bool, http11: bool
+    ) -> None:
+        chunks = response.chunks
+        transport = self._transport
+        ended = False
+        self._streaming = True
+        try:
+            if transport is None or self._stop:
+                return
+            # HTTP/1.0 has no chunked coding: send raw bytes and mark the end by closing.
+            chunked = http11
+            if not chunked:
+                keep_alive = False
+            try:
+                data = self._head(
+                    response.status,
+                    response.content_type,
+                    response.headers,
+                    "Transfer-Encoding: chunked\r\n" if chunked else "",
+                    keep_alive,
+                    http11,
+                )
+            except (ValueError, UnicodeEncodeError):
+                logger.exception("handler returned an unencodable streaming response")
+                self._send(_INTERNAL_ERROR, head, keep_alive, http11)
+                return
+            transport.write(data)
+            if head or response.status < 200 or response.status in _NO_BODY_STATUSES:
+                ended = True
+                if not keep_alive:
+                    self._close()
+                return
+            async for chunk in chunks:
+                if not chunk:
+                    continue  # an empty chunk would end the chunked body early
+                if chunked:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                else:
+                    transport.write(chunk)
+                if self._write_paused:
+                    await self._drain()
+            if chunked:
+                transport.write(_LAST_CHUNK)
+            ended = True
+            if not keep_alive:
+                self._close()
+        except asyncio.CancelledError:
+            # Client gone (nothing to write) or server shutting down (end the body cleanly).
+            if self._shutting_down and transport is not None and not transport.is_closing():
+                if http11:
+                    transport.write(_LAST_CHUNK)
+                self._close()
+            raise
+        except ConnectionError:
+            self._close()
+        except Exception:
+            # The headers are out, so no 500 is possible: close without the last chunk so
+            # the client sees a truncated body rather than a clean end.
+            logger.exception("streaming response body failed")
+            self._close()
+        finally:
+            self._streaming = False
+            if not ended:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    try:
+                        await aclose()
+                    except Exception:
+                        logger.exception("closing a streaming response body failed")
+
+    async def _drain(self) -> None:
+        if not self._write_paused:
+            return
+        if self._stop:
+            raise ConnectionResetError("connection closed")
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _send_error(self, status: int) -> None:
+        """Answer a message we could not parse or accept, then close without a RST."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._stop = True
+        self._queue.clear()
+        response = _plain(status)
+        body = response.body
+        transport.write(
+            self._head(
+                status,
+                response.content_type,
+                (),
+                f"Content-Length: {len(body)}\r\n",
+                False,
+                True,
+            )
+            + body
+        )
+        if transport.can_write_eof():
+            # Keep reading (and dropping) for a while: closing with unread request bytes in
+            # the kernel buffer sends a RST that can destroy our answer before it is read.
+            transport.write_eof()
+            self._lingering = True
+            self._reading_paused = False
+            transport.resume_reading()
+            asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
+        else:
+            transport.close()
+
+    # --- connection state -----------------------------------------------------------------
+
+    def _maybe_send_continue(self) -> None:
+        # 100 Continue only when this message is next to be answered; otherwise it could land
+        # in the middle of an earlier response.
+        if (
+            self._expect_continue
+            and self._task is None
+            and not self._queue
+            and self._transport is not None
+            and not self._stop
+        ):
+            self._expect_continue = False
+            self._transport.write(_CONTINUE)
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._stop:
+            return
+        should_pause = self._write_paused or len(self._queue) >= _PIPELINE_HIGH
+        if should_pause and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        elif not should_pause and self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _close(self) -> None:
+        self._stop = True
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close when idle, end streams, answer in-flight requests last."""
+        self._shutting_down = True
+        task = self._task
+        if task is None:
+            if not self._queue and not self._in_message:
+                self._close()
+        elif self._streaming:
+            task.cancel()
+
+    def abort(self) -> None:
+        self._stop = True
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class HttpServer:
+    """Serves one `Handler` on any number of listening sockets; `close()` stops them all.
+
+    Usage::
+
+        server = HttpServer(handler)
+        await server.listen("127.0.0.1", 2379)
+        await server.listen(sock=already_bound_socket, ssl_context=ctx)
+        ...
+        await server.close()
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+        server_header: str | None = None,
+    ) -> None:
+        if max_body_bytes < 0 or max_header_bytes <= 0 or max_header_count <= 0:
+            raise ValueError("limits must be positive")
+        if server_header is not None and ("\r" in server_header or "\n" in server_header):
+            raise ValueError("invalid server header")
+        self._handler = handler
+        self._ssl_context = ssl_context
+        self._max_body_bytes = max_body_bytes
+        self._max_header_bytes = max_header_bytes
+        self._max_header_count = max_header_count
+        self._server_line = f"Server: {server_header}\r\n" if server_header else ""
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[_HttpConnection] = set()
+        self._closing = False
+
+    async def listen(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 1024,
+    ) -> asyncio.Server:
+        """Start listening on host:port or on an already bound `sock`.
+
+        `ssl_context` overrides the server-wide one for this listener, so one server can
+        serve http:// and https:// URLs side by side.
+        """
+        if self._closing:
+            raise RuntimeError("server is closed")
+        loop = asyncio.get_running_loop()
+        context = ssl_context if ssl_context is not None else self._ssl_context
+        if sock is not None:
+            if host is not None or port is not None:
+                raise ValueError("pass either host/port or sock, not both")
+            server = await loop.create_server(
+                self._make_connection, sock=sock, ssl=context, backlog=backlog
+            )
+        else:
+            if port is None:
+                raise ValueError("pass a port (0 for any) or a bound sock")
+            server = await loop.create_server(
+                self._make_connection, host, port, ssl=context, backlog=backlog
+            )
+        self._servers.append(server)
+        return server
+
+    def _make_connection(self) -> _HttpConnection:
+        return _HttpConnection(self)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for server in self._servers for s in server.sockets]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every listening socket: port 0 resolved to the real port."""
+        out = []
+        for sock in self.sockets:
+            name = sock.getsockname()
+            out.append((str(name[0]), int(name[1])))
+        return out
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop listening, close idle connections and end streams at once, give in-flight
+        requests `grace_s` to be answered, then abort whatever is left."""
+        if self._closing:
+            return
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self._connections):
+            conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        # connection_lost removes each connection from the set; poll at a coarse interval
+        # (a shutdown path, so no per-connection futures on the hot path).
+        while self._connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            conn.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        # Let connection_lost callbacks of aborted transports (and cancelled tasks) run.
+        for _ in range(3):
+            if not self._connections:
+                break
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> HttpServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    server_header: str | None = None,
+) -> HttpServer:
+    """Create an `HttpServer` and listen on host:port (or `sock`). Close with `close()`."""
+    server = HttpServer(
+        handler,
+        ssl_context=ssl_context,
+        max_body_bytes=max_body_bytes,
+        server_header=server_header,
+    )
+    await server.listen(host, port, sock=sock)
+    return server

@@ -1,0 +1,435 @@
+"""The etcd v2 HTTP API: routes, the keys handler, members, stats, version and health.
+
+Role: the boundary between HTTP (`http_types.Request`/`Response`) and the store node. It
+reproduces what etcd 3.4's `v2http` package and Go's `net/http` ServeMux do around it:
+301 redirects for unclean paths, `404 page not found`, `405` with `Allow`, CORS headers on
+every response and 200 for any OPTIONS, and the exact headers of the keys API
+(`X-Etcd-Index`, `X-Raft-Index`, `X-Raft-Term`, `X-Etcd-Cluster-Id`).
+
+Must not: change state except through `StoreNode.propose`, or let a bad request raise (every
+error is answered in etcd's format).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from dockyard import __version__
+from dockyard.store import commands as c
+from dockyard.store.auth import AuthState
+from dockyard.store.errors import StoreError, Unauthorized
+from dockyard.store.http_auth import (
+    basic_auth_user,
+    handle_auth,
+    has_root_access,
+    keys_auth_key,
+    no_auth_response,
+)
+from dockyard.store.http_types import HandlerResult, Request, Response, StreamingResponse
+from dockyard.store.node import StoreNode, WatchSink
+from dockyard.store.params import (
+    FormError,
+    KeyRequest,
+    expire_ns_for,
+    go_string,
+    parse_form,
+    parse_key_request,
+)
+from dockyard.store.tree import ApplyResult, Watcher, clean_path
+from dockyard.store.v2json import error_body, event_body, get_body, go_json, rfc3339_nano
+
+ETCD_SERVER_VERSION = "3.4.23"  # the API level dockyard implements and clients check
+ETCD_CLUSTER_VERSION = "3.4.0"
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+CORS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
+    ("Access-Control-Allow-Headers", "accept, content-type, authorization"),
+)
+_KEYS_METHODS = ("HEAD", "GET", "PUT", "POST", "DELETE")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _go_path_escape(path: str) -> str:
+    # Go's url.URL.EscapedPath (encodePath mode): unreserved and $&+,/:;=@ stay as they are.
+    return quote(path, safe="$&+,/:;=@")
+
+
+def go_clean_request_path(path: str) -> str:
+    """Go's ServeMux cleanPath: path.Clean, keeping one trailing slash."""
+    if not path:
+        return "/"
+    if path[0] != "/":
+        path = "/" + path
+    cleaned = clean_path(path)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+def decode_request_path(raw: str) -> str | None:
+    """Go's url.ParseRequestURI path unescaping: strict %XX; None when invalid (400)."""
+    i = raw.find("%")
+    while i != -1:
+        if i + 2 >= len(raw) or raw[i + 1] not in _HEX or raw[i + 2] not in _HEX:
+            return None
+        i = raw.find("%", i + 3)
+    return go_string(unquote_to_bytes(raw)) if "%" in raw else raw
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String for non-negative durations (e.g. `1m2.5s`, `3.2ms`)."""
+    if ns == 0:
+        return "0s"
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.3f}".rstrip("0").rstrip(".") + "µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.6f}".rstrip("0").rstrip(".") + "ms"
+    hours, rest = divmod(ns, 3_600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = f"{rest / 10**9:.9f}".rstrip("0").rstrip(".")
+    out = ""
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + seconds + "s"
+
+
+class V2Api:
+    """The request handler for dockyard's store; also the `AuthContext` of `http_auth`."""
+
+    def __init__(self, node: StoreNode, *, client_cert_auth: bool = False) -> None:
+        self.node = node
+        self.client_cert_auth = client_cert_auth
+        self.cluster_id_hex = f"{node.cluster_id:x}"
+        self._cluster_header = ("X-Etcd-Cluster-Id", self.cluster_id_hex)
+
+    # -- AuthContext ------------------------------------------------------------------------
+
+    @property
+    def auth(self) -> AuthState:
+        return self.node.auth
+
+    async def propose(self, command: object) -> object:
+        return await self.node.propose(command)
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def __call__(self, request: Request) -> HandlerResult:
+        if request.method == "OPTIONS":
+            return Response(200, b"", None, CORS)
+        path = decode_request_path(request.raw_path)
+        if path is None:
+            return Response(400, b"400 Bad Request", TEXT, (("Connection", "close"),))
+        cleaned = go_clean_request_path(path)
+        if cleaned != path:
+            return self._redirect(request, cleaned)
+        if path.startswith("/v2/keys") and (len(path) == 8 or path[8] == "/"):
+            return self._keys(request, path[8:])
+        if path.startswith("/v2/members") and (len(path) == 11 or path[11] == "/"):
+            return self._members(request, path[12:])
+        if path.startswith("/v2/auth"):
+            return self._auth(request)
+        simple = _SIMPLE_ROUTES.get(path)
+        if simple is not None:
+            methods, route = simple
+            if request.method not in methods:
+                return _not_allowed(methods)
+            response: Response = route(self, request)
+            return response
+        return _not_found()
+
+    def _redirect(self, request: Request, cleaned: str) -> Response:
+        location = _go_path_escape(cleaned)
+        if request.raw_query:
+            location += "?" + request.raw_query
+        headers = (("Location", location), *CORS)
+        if request.method in ("GET", "HEAD"):
+            body = f'<a href="{html.escape(location)}">Moved Permanently</a>.\n\n'.encode()
+            return Response(301, body, "text/html; charset=utf-8", headers)
+        return Response(301, b"", None, headers)
+
+    async def _auth(self, request: Request) -> Response:
+        response = await handle_auth(request, self, client_cert_auth=self.client_cert_auth)
+        return Response(
+            response.status, response.body, response.content_type, (*response.headers, *CORS)
+        )
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _json(self, status: int, body: bytes, *extra: tuple[str, str]) -> Response:
+        return Response(status, body, JSON, (*extra, self._cluster_header, *CORS))
+
+    def _store_error(self, error: StoreError) -> Response:
+        return self._json(error.http_status, error_body(error), ("X-Etcd-Index", str(error.index)))
+
+    def _raft_headers(self, etcd_index: int) -> tuple[tuple[str, str], ...]:
+        return (
+            ("X-Etcd-Index", str(etcd_index)),
+            ("X-Raft-Index", str(self.node.applied_index)),
+            ("X-Raft-Term", str(self.node.term)),
+        )
+
+    def _keys(self, request: Request, rest: str) -> HandlerResult:
+        method = request.method
+        if method not in _KEYS_METHODS:
+            return _not_allowed(_KEYS_METHODS)
+        try:
+            form = parse_form(
+                method, request.raw_query, request.headers.get("content-type"), request.body
+            )
+        except FormError as e:
+            return self._store_error(StoreError(str(e), 0, 210))
+        key = clean_path("/" + rest)
+        try:
+            req = parse_key_request(method, key, form)
+        except StoreError as e:
+            return self._store_error(e)
+        if self.node.auth.enabled and not self._key_access(request, req):
+            return self._store_error(Unauthorized("Insufficient credentials", 0))
+        if method in ("GET", "HEAD"):
+            if req.wait:
+                return self._watch(req)
+            if req.quorum:
+                return self._quorum_get(req)
+            return self._get(req)
+        return self._write(req)
+
+    def _key_access(self, request: Request, req: KeyRequest) -> bool:
+        ok, user = basic_auth_user(request, self.node.auth, client_cert_auth=self.client_cert_auth)
+        if not ok:
+            return False
+        write = req.method not in ("GET", "HEAD")
+        # etcd checks the decoded path as sent ("/pub/" stays "/pub/"), not the clean key.
+        key = keys_auth_key(request)
+        return self.node.auth.has_key_access(user, key, write=write, recursive=req.recursive)
+
+    def _get(self, req: KeyRequest) -> Response:
+        tree = self.node.tree
+        try:
+            node = tree.get(req.key)
+        except StoreError as e:
+            return self._store_error(e)
+        body = get_body(node, req.recursive, req.sorted, time.time_ns())
+        return self._json(200, body, *self._raft_headers(tree.index))
+
+    async def _quorum_get(self, req: KeyRequest) -> Response:
+        await self.node.read_barrier()
+        return self._get(req)
+
+    def _command(self, req: KeyRequest) -> object:
+        expire_ns = None if req.ttl_s is None else expire_ns_for(req.ttl_s, time.time_ns())
+        refresh = bool(req.refresh)
+        if req.method == "POST":
+            return c.CreateInOrderKey(req.key, req.value, req.dir, expire_ns)
+        if req.method == "DELETE":
+            if req.prev_index > 0 or req.prev_value:
+                return c.CompareAndDelete(req.key, req.prev_value, req.prev_index)
+            return c.DeleteKey(req.key, req.dir, req.recursive)
+        # PUT: etcd's apply_v2.go Put
+        if req.prev_exist is not None:
+            if req.prev_exist:
+                if req.prev_index == 0 and not req.prev_value:
+                    return c.UpdateKey(req.key, req.value, expire_ns, refresh)
+                return c.CompareAndSwap(
+                    req.key, req.value, req.prev_value, req.prev_index, expire_ns, refresh
+                )
+            return c.CreateKey(req.key, req.value, req.dir, expire_ns, refresh)
+        if req.prev_index > 0 or req.prev_value:
+            return c.CompareAndSwap(
+                req.key, req.value, req.prev_value, req.prev_index, expire_ns, refresh
+            )
+        return c.SetKey(req.key, req.value, req.dir, expire_ns, refresh)
+
+    async def _write(self, req: KeyRequest) -> Response:
+        try:
+            result: ApplyResult = await self.node.propose(self._command(req))
+        except StoreError as e:
+            return self._store_error(e)
+        if result.error is not None:
+            return self._store_error(result.error)
+        event = result.event
+        assert event is not None
+        status = 201 if event.is_created else 200
+        return self._json(
+            status, event_body(event, req.no_value_on_success), *self._raft_headers(event.index)
+        )
+
+    def _watch(self, req: KeyRequest) -> Response | StreamingResponse:
+        try:
+            watcher, sink = self.node.watch(req.key, req.recursive, req.stream, req.wait_index)
+        except StoreError as e:
+            return self._store_error(e)
+        headers = (*self._raft_headers(watcher.start_index), self._cluster_header, *CORS)
+        return StreamingResponse(200, self._watch_events(watcher, sink, req.stream), JSON, headers)
+
+    async def _watch_events(
+        self, watcher: Watcher, sink: WatchSink, stream: bool
+    ) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                event = await sink.next()
+                if event is None:
+                    return  # the watcher fell 100 events behind and was dropped
+                yield event_body(event)
+                if not stream:
+                    return
+        finally:
+            self.node.unwatch(watcher)
+
+    # -- members ----------------------------------------------------------------------------
+
+    def _member_json(self, member_id: str, member: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": member_id,
+            "name": member["name"],
+            "peerURLs": member["peerURLs"],
+            "clientURLs": member["clientURLs"],
+        }
+
+    def _members(self, request: Request, rest: str) -> Response:
+        methods = ("GET", "POST", "DELETE", "PUT")
+        if request.method not in methods:
+            return _not_allowed(methods)
+        if request.method != "GET" and not has_root_access(
+            request, self.node.auth, client_cert_auth=self.client_cert_auth
+        ):
+            no_auth = no_auth_response()
+            return Response(no_auth.status, no_auth.body, no_auth.content_type, CORS)
+        members = self.node.tree.members
+        if request.method == "GET":
+            if rest == "":
+                body = {"members": [self._member_json(i, m) for i, m in members.items()]}
+                return self._json(200, (go_json(body) + "\n").encode())
+            if rest == "leader":
+                leader_id = f"{self.node.member_id:x}"
+                member = members.get(leader_id)
+                if member is None:
+                    return self._message(503, "During election")
+                return self._json(
+                    200, (go_json(self._member_json(leader_id, member)) + "\n").encode()
+                )
+            return self._message(404, "Not found")
+        if request.method in ("POST", "PUT"):
+            content_type = request.headers.get("content-type", "")
+            if content_type.split(";", 1)[0].strip() != JSON:
+                return self._message(
+                    415, f"Bad Content-Type {content_type}, accept application/json"
+                )
+        if request.method in ("DELETE", "PUT") and rest not in members:
+            return self._message(404, f"No such member: {rest}")
+        # Membership changes need replication (Raft); a single member cannot add a peer it
+        # cannot reach, nor remove itself and keep serving.
+        return self._message(
+            500,
+            "membership changes require the replicated store, which "
+            "this single-member dockyard store is not",
+        )
+
+    def _message(self, status: int, message: str) -> Response:
+        return self._json(status, (go_json({"message": message}) + "\n").encode())
+
+    # -- small endpoints --------------------------------------------------------------------
+
+    def _version(self, request: Request) -> Response:
+        body = go_json({"etcdserver": ETCD_SERVER_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
+        return Response(200, body.encode(), JSON, (("X-Dockyard-Version", __version__), *CORS))
+
+    def _health(self, request: Request) -> Response:
+        healthy = self.node.healthy
+        body = b'{"health":"true"}' if healthy else b'{"health":"false"}'
+        return Response(200 if healthy else 503, body, TEXT, CORS)
+
+    def _machines(self, request: Request) -> Response:
+        urls = [u for m in self.node.tree.members.values() for u in m["clientURLs"]]
+        return Response(200, ", ".join(urls).encode(), TEXT, CORS)
+
+    def _stats_self(self, request: Request) -> Response:
+        node = self.node
+        now = time.time_ns()
+        start = rfc3339_nano(node.start_time_ns)
+        body = {
+            "name": node.config.name,
+            "id": f"{node.member_id:x}",
+            "state": "StateLeader",
+            "startTime": start,
+            "leaderInfo": {
+                "leader": f"{node.member_id:x}",
+                "uptime": go_duration(now - node.start_time_ns),
+                "startTime": start,
+            },
+            "recvAppendRequestCnt": 0,
+            "sendAppendRequestCnt": 0,
+        }
+        return Response(200, go_json(body).encode(), JSON, CORS)
+
+    def _stats_store(self, request: Request) -> Response:
+        tree = self.node.tree
+        body = dict(tree.stats.counts)
+        body["watchers"] = tree.watcher_count
+        return Response(200, go_json(body).encode(), JSON, CORS)
+
+    def _stats_leader(self, request: Request) -> Response:
+        body = {"leader": f"{self.node.member_id:x}", "followers": {}}
+        return Response(200, go_json(body).encode(), JSON, CORS)
+
+    def _metrics(self, request: Request) -> Response:
+        tree = self.node.tree
+        lines = [
+            "# HELP etcd_debugging_store_watchers Count of currently active watchers.",
+            "# TYPE etcd_debugging_store_watchers gauge",
+            f"etcd_debugging_store_watchers {tree.watcher_count}",
+            "# HELP etcd_server_has_leader Whether or not a leader exists.",
+            "# TYPE etcd_server_has_leader gauge",
+            "etcd_server_has_leader 1",
+            "# HELP etcd_debugging_store_expires_total Total number of expired keys.",
+            "# TYPE etcd_debugging_store_expires_total counter",
+            f"etcd_debugging_store_expires_total {tree.stats.counts['expireCount']}",
+            "# HELP dockyard_store_applied_index The last applied log index.",
+            "# TYPE dockyard_store_applied_index gauge",
+            f"dockyard_store_applied_index {self.node.applied_index}",
+        ]
+        return Response(
+            200,
+            ("\n".join(lines) + "\n").encode(),
+            "text/plain; version=0.0.4; charset=utf-8",
+            CORS,
+        )
+
+
+def _not_found() -> Response:
+    return Response(
+        404, b"404 page not found\n", TEXT, (("X-Content-Type-Options", "nosniff"), *CORS)
+    )
+
+
+def _not_allowed(methods: tuple[str, ...]) -> Response:
+    return Response(
+        405,
+        b"Method Not Allowed\n",
+        TEXT,
+        (("Allow", ",".join(methods)), ("X-Content-Type-Options", "nosniff"), *CORS),
+    )
+
+
+def _message(status: int, message: str, extra: tuple[tuple[str, str], ...]) -> Response:
+    return Response(status, (go_json({"message": message}) + "\n").encode(), JSON, extra)
+
+
+_SIMPLE_ROUTES: dict[str, tuple[tuple[str, ...], Any]] = {
+    "/version": (("GET",), V2Api._version),
+    "/health": (("GET",), V2Api._health),
+    "/metrics": (("GET",), V2Api._metrics),
+    "/v2/machines": (("GET", "HEAD"), V2Api._machines),
+    "/v2/stats/self": (("GET",), V2Api._stats_self),
+    "/v2/stats/store": (("GET",), V2Api._stats_store),
+    "/v2/stats/leader": (("GET",), V2Api._stats_leader),
+}

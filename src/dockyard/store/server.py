@@ -1,0 +1,104 @@
+"""Run a store member: the node, its client listeners, and signal handling.
+
+Role: wire `StoreNode` and `V2Api` to real sockets (`HttpServer`), one listener per client URL
+(http:// or https:// with the TLS options etcd has), and stop cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dockyard.store.http_server import HttpServer
+from dockyard.store.http_v2 import V2Api
+from dockyard.store.node import NodeConfig, StoreNode
+from dockyard.tls.contexts import server_context
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_CLIENT_URLS = ("http://127.0.0.1:2379", "http://127.0.0.1:4001")
+DEFAULT_PEER_URL = "http://127.0.0.1:2380"
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/dockyard/store")
+    return Path.home() / ".local/share/dockyard/store"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    name: str
+    data_dir: Path
+    listen_client_urls: tuple[str, ...]
+    advertise_client_urls: tuple[str, ...]
+    listen_peer_urls: tuple[str, ...]
+    initial_advertise_peer_urls: tuple[str, ...]
+    initial_cluster_token: str = "etcd-cluster"
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_cert_auth: bool = False
+    trusted_ca_file: str | None = None
+    snapshot_count: int = 10_000
+
+
+class ConfigError(Exception):
+    pass
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+        raise ConfigError(f"invalid URL {url!r}: want http(s)://host:port")
+    return parts.scheme, parts.hostname, parts.port
+
+
+async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None:
+    ssl_context = None
+    urls = [parse_url(u) for u in config.listen_client_urls]
+    if any(scheme == "https" for scheme, _, _ in urls):
+        if not config.cert_file or not config.key_file:
+            raise ConfigError("https client URLs need --cert-file and --key-file")
+        ssl_context = server_context(
+            config.cert_file,
+            config.key_file,
+            trusted_ca_file=config.trusted_ca_file,
+            client_cert_auth=config.client_cert_auth,
+        )
+    node = StoreNode(
+        NodeConfig(
+            config.name,
+            config.data_dir,
+            config.initial_advertise_peer_urls,
+            config.advertise_client_urls,
+            config.initial_cluster_token,
+            config.snapshot_count,
+        )
+    )
+    await node.start()
+    api = V2Api(node, client_cert_auth=config.client_cert_auth)
+    http = HttpServer(api)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for scheme, host, port in urls:
+            await http.listen(host, port, ssl_context=ssl_context if scheme == "https" else None)
+        _log.info(
+            "store %s serving clients on %s (data in %s)",
+            config.name,
+            ", ".join(config.listen_client_urls),
+            config.data_dir,
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        await http.close(grace_s=2.0)
+        await node.close()

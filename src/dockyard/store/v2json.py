@@ -1,0 +1,138 @@
+"""etcd v2 wire JSON: events, nodes and errors rendered byte-for-byte as etcd 3.4 does.
+
+Go's `encoding/json` decides the details: field order as declared, `omitempty` everywhere,
+`<`, `>`, `&`, U+2028 and U+2029 escaped, control characters other than \\n \\r \\t as \\u00XX,
+and `json.Encoder` adds a trailing newline. Wire names (camelCase) live only here and in the
+HTTP layer. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Any
+
+from dockyard.store.errors import StoreError
+from dockyard.store.tree import Event, Node, NodeValue, is_hidden_name, ttl_seconds
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_GO_SPECIAL = re.compile("[<>&\u2028\u2029]")
+# Python writes \b and \f as short escapes; Go writes \u0008 and \u000c. Match only escapes
+# that are not themselves an escaped backslash followed by a letter.
+_SHORT_BF = re.compile(r"(?<!\\)((?:\\\\)*)\\([bf])")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def go_json(obj: Any) -> str:
+    text = _encode(obj)
+    if _GO_SPECIAL.search(text):
+        text = _GO_SPECIAL.sub(lambda m: _GO_ESCAPES[m.group(0)], text)
+    if "\\b" in text or "\\f" in text:
+        text = _SHORT_BF.sub(
+            lambda m: m.group(1) + ("\\u0008" if m.group(2) == "b" else "\\u000c"), text
+        )
+    return text
+
+
+def rfc3339_nano(unix_ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: fractional seconds with trailing zeros trimmed."""
+    seconds, nanos = divmod(unix_ns, 1_000_000_000)
+    stamp = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        stamp += "." + f"{nanos:09d}".rstrip("0")
+    return stamp + "Z"
+
+
+def _strip_root(key: str) -> str:
+    return "" if key == "/" else key
+
+
+def node_value_json(n: NodeValue) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    key = _strip_root(n.key)
+    if key:
+        out["key"] = key
+    if n.value is not None:
+        out["value"] = n.value
+    if n.dir:
+        out["dir"] = True
+    if n.expire_ns is not None:
+        out["expiration"] = rfc3339_nano(n.expire_ns)
+        if n.ttl:
+            out["ttl"] = n.ttl
+    if n.modified_index:
+        out["modifiedIndex"] = n.modified_index
+    if n.created_index:
+        out["createdIndex"] = n.created_index
+    return out
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": event.action, "node": node_value_json(event.node)}
+    if event.prev_node is not None:
+        out["prevNode"] = node_value_json(event.prev_node)
+    return out
+
+
+def event_body(event: Event, no_value: bool = False) -> bytes:
+    if no_value and event.action in ("set", "compareAndSwap", "create", "update"):
+        return f'{{"action":"{event.action}"}}\n'.encode()
+    return (go_json(event_json(event)) + "\n").encode()
+
+
+def live_node_json(
+    node: Node, recursive: bool, sorted_: bool, now_ns: int, top: bool
+) -> dict[str, Any]:
+    """A node as GET shows it; `top` lists a dir's direct children even when not recursive."""
+    out: dict[str, Any] = {}
+    key = _strip_root(node.key)
+    if key:
+        out["key"] = key
+    children = node.children
+    if children is None:
+        out["value"] = node.value
+    else:
+        out["dir"] = True
+    if node.expire_ns is not None:
+        out["expiration"] = rfc3339_nano(node.expire_ns)
+        ttl = ttl_seconds(node.expire_ns, now_ns)
+        if ttl:
+            out["ttl"] = ttl
+    if children and (top or recursive):
+        items = [child for name, child in children.items() if not is_hidden_name(name)]
+        if items:
+            if sorted_:
+                items.sort(key=lambda child: child.key.encode())
+            out["nodes"] = [
+                live_node_json(child, recursive, sorted_, now_ns, False) for child in items
+            ]
+    if node.modified_index:
+        out["modifiedIndex"] = node.modified_index
+    if node.created_index:
+        out["createdIndex"] = node.created_index
+    return out
+
+
+def get_body(node: Node, recursive: bool, sorted_: bool, now_ns: int) -> bytes:
+    if node.children is None:
+        # Fast path for the most common read: one file.
+        out = live_node_json(node, False, False, now_ns, True)
+    else:
+        out = live_node_json(node, recursive, sorted_, now_ns, True)
+    return (go_json({"action": "get", "node": out}) + "\n").encode()
+
+
+def error_body(error: StoreError) -> bytes:
+    out: dict[str, Any] = {"errorCode": error.code, "message": error.message}
+    if error.cause:
+        out["cause"] = error.cause
+    out["index"] = error.index
+    return (go_json(out) + "\n").encode()

@@ -1,0 +1,69 @@
+"""Pure modules must not import I/O: they take values (time included) and return values."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "dockyard"
+PURE_MODULES = [
+    "store/tree.py",
+    "store/commands.py",
+    "store/errors.py",
+    "store/params.py",
+    "store/v2json.py",
+    "store/auth.py",
+    "store/http_types.py",
+]
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "subprocess",
+    "os",
+    "time",
+    "aiohttp",
+    "pyroute2",
+    "httpx",
+    "threading",
+    "ssl",
+    "shutil",
+    "random",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_imports_no_io(module: str) -> None:
+    bad = imported_modules(SRC / module) & FORBIDDEN
+    assert not bad, f"{module} is pure but imports {sorted(bad)}"
+
+
+@pytest.mark.unit
+def test_pure_modules_only_import_pure_dockyard_modules() -> None:
+    pure = {m.removesuffix(".py").replace("/", ".") for m in PURE_MODULES}
+    for module in PURE_MODULES:
+        for node in ast.walk(ast.parse((SRC / module).read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("dockyard.")
+            ):
+                target = node.module.removeprefix("dockyard.")
+                targets = (
+                    {target}
+                    if target in pure
+                    else {f"{target}.{alias.name}" for alias in node.names}
+                )
+                assert targets <= pure, f"{module} imports non-pure {node.module}"
