@@ -16,6 +16,7 @@ PURE_MODULES = [
     "store/v2json.py",
     "store/auth.py",
     "store/http_types.py",
+    "store/state.py",
 ]
 FORBIDDEN = {
     "asyncio",

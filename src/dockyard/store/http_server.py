@@ -24,7 +24,14 @@ Invariants:
   ran dry, raised, the client went away, or the server shut down; producers rely on this to
   unregister watchers.
 - On client disconnect, an in-flight async handler is cancelled as well (an etcd long-poll
-  `wait=true` must stop waiting when nobody is listening).
+  `wait=true` must stop waiting when nobody is listening). A client EOF (half-close) counts
+  as a disconnect, as in Go's net/http.
+- The server owns framing: a handler's `headers` must not carry Content-Length,
+  Transfer-Encoding, Connection or Date (they would be duplicated). Header values with CR/LF
+  are refused with a 500 rather than sent.
+- The request target is ASCII: llhttp refuses raw bytes >= 0x80 in it (400), unlike Go.
+
+Not here (yet): idle keep-alive and slow-header timeouts.
 
 Must not: parse URLs or percent-decode the target (routes do that), or interpret bodies.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import email.utils
 import http
 import logging
@@ -69,6 +77,8 @@ _LINGER_BYTES: Final = 1024 * 1024
 _LINGER_S: Final = 2.0
 # Bodies above this are written separately rather than copied into the header bytes.
 _JOIN_LIMIT_BYTES: Final = 64 * 1024
+# How long close() waits for aborted connections and their tasks to wind down.
+_ABORT_WAIT_S: Final = 1.0
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -140,6 +150,12 @@ def _extra_headers(headers: tuple[tuple[str, str], ...]) -> str:
     return "".join(out)
 
 
+def _escape_non_ascii(url: bytes) -> str:
+    # llhttp rejects raw bytes >= 0x80 in the path but not everywhere; escaping them keeps the
+    # target ASCII and lossless, exactly as if the client had percent-encoded them itself.
+    return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in url)
+
+
 # One queued unit of work: a request with (keep_alive, http_1_1), or an error status to send
 # before closing.
 _Pending = tuple[Request, bool, bool] | int
@@ -152,7 +168,6 @@ class _HttpConnection(asyncio.Protocol):
         "_body",
         "_body_bytes",
         "_drain_waiter",
-        "_eof",
         "_expect_continue",
         "_header_bytes",
         "_header_count",
@@ -166,6 +181,7 @@ class _HttpConnection(asyncio.Protocol):
         "_parser_dead",
         "_peer_cert",
         "_queue",
+        "_raw_header_bytes",
         "_reading_paused",
         "_reject_status",
         "_remote_addr",
@@ -194,6 +210,7 @@ class _HttpConnection(asyncio.Protocol):
         self._body_bytes = 0
         self._header_bytes = 0
         self._header_count = 0
+        self._raw_header_bytes = 0
         self._in_headers = False
         self._in_message = False
         self._keep_alive = True
@@ -204,7 +221,6 @@ class _HttpConnection(asyncio.Protocol):
         self._stop = False  # no further requests are answered; the transport is closing
         self._shutting_down = False
         self._streaming = False
-        self._eof = False
         self._lingering = False
         self._linger_bytes = 0
         self._reading_paused = False
@@ -221,7 +237,8 @@ class _HttpConnection(asyncio.Protocol):
             self._remote_addr = (str(peer[0]), int(peer[1]))
         if transport.get_extra_info("sslcontext") is not None:
             # For TLS, connection_made runs after the handshake, so the cert is known here.
-            self._peer_cert = transport.get_extra_info("peercert")
+            # {} means "a certificate was sent but not verified" (CERT_NONE): trust nothing.
+            self._peer_cert = transport.get_extra_info("peercert") or None
         self._server._connections.add(self)
         if self._server._closing:
             self._stop = True
@@ -229,7 +246,7 @@ class _HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop = True
-        self._server._connections.discard(self)
+        self._server._forget(self)
         self._queue.clear()
         if self._task is not None:
             self._task.cancel()
@@ -241,14 +258,11 @@ class _HttpConnection(asyncio.Protocol):
         self._drain_waiter = None
 
     def eof_received(self) -> bool | None:
-        self._eof = True
-        if self._lingering or (self._task is None and not self._queue):
-            return None  # close now
-        if self._streaming:
-            return None
-        # A half-closed client may still read the answers to what it sent; asyncio's SSL
-        # transport cannot stay half-open (and warns if asked), so only plain TCP does.
-        return self._transport is not None and self._transport.get_extra_info("sslcontext") is None
+        # Like Go's net/http (which etcd uses), a client EOF means the client is gone: the
+        # transport closes and connection_lost cancels any in-flight handler or stream, so a
+        # long-poll or watch stops waiting. Requests answered synchronously in data_received
+        # have already been written by now, so `printf 'GET ...' | nc -N` still works.
+        return None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -286,10 +300,10 @@ class _HttpConnection(asyncio.Protocol):
             self._queue.append(self._reject_status or 400)
         else:
             if self._in_headers:
-                # httptools buffers a header line until it ends; count raw bytes so one
-                # endless header cannot grow that buffer past the limit.
-                self._header_bytes += len(data)
-                if self._header_bytes > self._server._max_header_bytes:
+                # httptools buffers a header line until it ends, so the callbacks alone
+                # cannot bound it: count every read that ends inside the header section.
+                self._raw_header_bytes += len(data)
+                if self._raw_header_bytes > self._server._max_header_bytes:
                     self._parser_dead = True
                     self._queue.append(431)
         self._process()
@@ -305,6 +319,7 @@ class _HttpConnection(asyncio.Protocol):
         self._body_bytes = 0
         self._header_bytes = 0
         self._header_count = 0
+        self._raw_header_bytes = 0
         self._expect_continue = False
         self._reject_status = 0
 
@@ -356,9 +371,10 @@ class _HttpConnection(asyncio.Protocol):
         method_b = parser.get_method()
         method = _METHODS.get(method_b) or method_b.decode("ascii")
         body = self._body
+        url = self._url
         request = Request(
             method,
-            self._url.decode("utf-8", "surrogateescape"),
+            url.decode("ascii") if url.isascii() else _escape_non_ascii(url),
             self._headers,
             body[0] if len(body) == 1 else b"".join(body),
             self._remote_addr,
@@ -393,14 +409,14 @@ class _HttpConnection(asyncio.Protocol):
             else:
                 self._start_task(self._run_async(result, request, keep_alive, http11))
         if self._task is None and not self._stop:
-            if self._eof and not queue:
-                self._close()
-                return
             if self._shutting_down and not queue and not self._in_message:
                 self._close()
                 return
-            self._maybe_send_continue()
-        self._update_reading()
+            if self._expect_continue:
+                self._maybe_send_continue()
+        # Checked inline: this runs once per request and the answer is almost always "no".
+        if self._reading_paused or self._write_paused or len(queue) >= _PIPELINE_HIGH:
+            self._update_reading()
 
     def _start_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -510,7 +526,7 @@ class _HttpConnection(asyncio.Protocol):
     ) -> None:
         chunks = response.chunks
         transport = self._transport
-        ended = False
+        status = response.status
         self._streaming = True
         try:
             if transport is None or self._stop:
@@ -519,12 +535,13 @@ class _HttpConnection(asyncio.Protocol):
             chunked = http11
             if not chunked:
                 keep_alive = False
+            bodiless = status < 200 or status in _NO_BODY_STATUSES
             try:
                 data = self._head(
-                    response.status,
+                    status,
                     response.content_type,
                     response.headers,
-                    "Transfer-Encoding: chunked\r\n" if chunked else "",
+                    "Transfer-Encoding: chunked\r\n" if chunked and not bodiless else "",
                     keep_alive,
                     http11,
                 )
@@ -532,9 +549,10 @@ class _HttpConnection(asyncio.Protocol):
                 logger.exception("handler returned an unencodable streaming response")
                 self._send(_INTERNAL_ERROR, head, keep_alive, http11)
                 return
+            # Written at once, before the first chunk exists: a watcher must see the headers
+            # while it waits for the first event.
             transport.write(data)
-            if head or response.status < 200 or response.status in _NO_BODY_STATUSES:
-                ended = True
+            if head or bodiless:
                 if not keep_alive:
                     self._close()
                 return
@@ -549,7 +567,6 @@ class _HttpConnection(asyncio.Protocol):
                     await self._drain()
             if chunked:
                 transport.write(_LAST_CHUNK)
-            ended = True
             if not keep_alive:
                 self._close()
         except asyncio.CancelledError:
@@ -568,13 +585,14 @@ class _HttpConnection(asyncio.Protocol):
             self._close()
         finally:
             self._streaming = False
-            if not ended:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    try:
-                        await aclose()
-                    except Exception:
-                        logger.exception("closing a streaming response body failed")
+            # Always, even if never iterated (HEAD, 204) or already exhausted (then a no-op):
+            # a producer may have registered a watcher when it was created.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    logger.exception("closing a streaming response body failed")
 
     async def _drain(self) -> None:
         if not self._write_paused:
@@ -654,7 +672,10 @@ class _HttpConnection(asyncio.Protocol):
         """Server shutdown: close when idle, end streams, answer in-flight requests last."""
         self._shutting_down = True
         task = self._task
-        if task is None:
+        if self._lingering:
+            if self._transport is not None:
+                self._transport.close()
+        elif task is None:
             if not self._queue and not self._in_message:
                 self._close()
         elif self._streaming:
@@ -701,6 +722,7 @@ class HttpServer:
         self._servers: list[asyncio.Server] = []
         self._connections: set[_HttpConnection] = set()
         self._closing = False
+        self._drained: asyncio.Event | None = None
 
     async def listen(
         self,
@@ -757,29 +779,40 @@ class HttpServer:
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop listening, close idle connections and end streams at once, give in-flight
-        requests `grace_s` to be answered, then abort whatever is left."""
+        requests `grace_s` to be answered, then abort whatever is left. Returns once every
+        connection is gone and every stream iterator has been closed."""
         if self._closing:
             return
         self._closing = True
+        self._drained = asyncio.Event()
         for server in self._servers:
             server.close()
+        tasks: set[asyncio.Task[None]] = set()
         for conn in list(self._connections):
+            if conn._task is not None:
+                tasks.add(conn._task)
             conn.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        # connection_lost removes each connection from the set; poll at a coarse interval
-        # (a shutdown path, so no per-connection futures on the hot path).
-        while self._connections and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        if self._connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), grace_s)
         for conn in list(self._connections):
+            if conn._task is not None:
+                tasks.add(conn._task)
             conn.abort()
+        if self._connections:
+            # abort() schedules connection_lost for the next loop iteration.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), _ABORT_WAIT_S)
+        if tasks:
+            # Stream tasks finish (aclose their iterators) after their connection is gone.
+            await asyncio.wait(tasks, timeout=_ABORT_WAIT_S)
         for server in self._servers:
             await server.wait_closed()
-        # Let connection_lost callbacks of aborted transports (and cancelled tasks) run.
-        for _ in range(3):
-            if not self._connections:
-                break
-            await asyncio.sleep(0)
+
+    def _forget(self, conn: _HttpConnection) -> None:
+        self._connections.discard(conn)
+        if self._drained is not None and not self._connections:
+            self._drained.set()
 
     async def __aenter__(self) -> HttpServer:
         return self

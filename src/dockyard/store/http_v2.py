@@ -13,6 +13,7 @@ error is answered in etcd's format).
 from __future__ import annotations
 
 import html
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -125,13 +126,19 @@ class V2Api:
 
     def __call__(self, request: Request) -> HandlerResult:
         if request.method == "OPTIONS":
+            if request.target == "*":
+                return Response(200)  # Go's server answers `OPTIONS *` itself
             return Response(200, b"", None, CORS)
-        path = decode_request_path(request.raw_path)
-        if path is None:
-            return Response(400, b"400 Bad Request", TEXT, (("Connection", "close"),))
-        cleaned = go_clean_request_path(path)
-        if cleaned != path:
-            return self._redirect(request, cleaned)
+        path = request.raw_path
+        if "%" in path or "/." in path or "//" in path or not path.startswith("/"):
+            # Not obviously clean: decode and clean as Go's ServeMux does.
+            decoded = decode_request_path(path)
+            if decoded is None:
+                return Response(400, b"400 Bad Request", TEXT, (("Connection", "close"),))
+            path = decoded
+            cleaned = go_clean_request_path(path)
+            if cleaned != path:
+                return self._redirect(request, cleaned)
         if path.startswith("/v2/keys") and (len(path) == 8 or path[8] == "/"):
             return self._keys(request, path[8:])
         if path.startswith("/v2/members") and (len(path) == 11 or path[11] == "/"):
@@ -188,7 +195,8 @@ class V2Api:
             )
         except FormError as e:
             return self._store_error(StoreError(str(e), 0, 210))
-        key = clean_path("/" + rest)
+        # The path is clean here (ServeMux rules): at most a trailing slash to drop.
+        key = rest.rstrip("/") or "/"
         try:
             req = parse_key_request(method, key, form)
         except StoreError as e:
@@ -196,10 +204,11 @@ class V2Api:
         if self.node.auth.enabled and not self._key_access(request, req):
             return self._store_error(Unauthorized("Insufficient credentials", 0))
         if method in ("GET", "HEAD"):
+            if req.quorum:
+                # etcd turns a quorum GET into a linearizable Get, even with wait=true.
+                return self._quorum_get(req)
             if req.wait:
                 return self._watch(req)
-            if req.quorum:
-                return self._quorum_get(req)
             return self._get(req)
         return self._write(req)
 
@@ -324,6 +333,10 @@ class V2Api:
                 return self._message(
                     415, f"Bad Content-Type {content_type}, accept application/json"
                 )
+        if request.method in ("POST", "PUT"):
+            problem = _json_problem(request.body)
+            if problem is not None:
+                return self._message(400, problem)
         if request.method in ("DELETE", "PUT") and rest not in members:
             return self._message(404, f"No such member: {rest}")
         # Membership changes need replication (Raft); a single member cannot add a peer it
@@ -335,7 +348,8 @@ class V2Api:
         )
 
     def _message(self, status: int, message: str) -> Response:
-        return self._json(status, (go_json({"message": message}) + "\n").encode())
+        # etcd's httptypes.HTTPError.WriteTo: json.Marshal, so no trailing newline.
+        return self._json(status, go_json({"message": message}).encode())
 
     # -- small endpoints --------------------------------------------------------------------
 
@@ -405,6 +419,18 @@ class V2Api:
         )
 
 
+def _json_problem(body: bytes) -> str | None:
+    """Go's encoding/json error text for a body that is not one JSON value, or None."""
+    text = body.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        if error.pos >= len(text.rstrip()):
+            return "unexpected end of JSON input"
+        return f"invalid character {text[error.pos]!r} looking for beginning of value"
+    return None
+
+
 def _not_found() -> Response:
     return Response(
         404, b"404 page not found\n", TEXT, (("X-Content-Type-Options", "nosniff"), *CORS)
@@ -427,7 +453,8 @@ def _message(status: int, message: str, extra: tuple[tuple[str, str], ...]) -> R
 _SIMPLE_ROUTES: dict[str, tuple[tuple[str, ...], Any]] = {
     "/version": (("GET",), V2Api._version),
     "/health": (("GET",), V2Api._health),
-    "/metrics": (("GET",), V2Api._metrics),
+    # promhttp serves any method.
+    "/metrics": (("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"), V2Api._metrics),
     "/v2/machines": (("GET", "HEAD"), V2Api._machines),
     "/v2/stats/self": (("GET",), V2Api._stats_self),
     "/v2/stats/store": (("GET",), V2Api._stats_store),

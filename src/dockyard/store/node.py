@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections import deque
@@ -31,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.store import commands as c
-from dockyard.store.auth import _APPLY as _AUTH_APPLY
 from dockyard.store.auth import AuthError, AuthState
 from dockyard.store.errors import RaftInternalError
 from dockyard.store.snapshot import Snapshot, load_latest_snapshot, save_snapshot
+from dockyard.store.state import StoreState
 from dockyard.store.tree import ApplyResult, Event, KeyTree, Watcher
 from dockyard.store.wal import LogRecord, WriteAheadLog
 
@@ -43,7 +42,6 @@ _log = logging.getLogger(__name__)
 EXPIRY_TICK_S = 0.5  # etcd's SYNC interval
 WATCH_BUFFER_EVENTS = 100  # etcd's per-watcher channel
 RAFT_TERM = 2  # a fresh single etcd member campaigns once and leads in term 2
-_AUTH_COMMANDS = tuple(_AUTH_APPLY)
 
 
 def member_id_for(peer_urls: tuple[str, ...], token: str) -> int:
@@ -110,11 +108,9 @@ class WatchSink:
 class StoreNode:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.tree = KeyTree()
-        self.auth = AuthState()
+        self.state = StoreState()
         self.member_id = member_id_for(config.peer_urls, config.cluster_token)
         self.cluster_id = cluster_id_for([self.member_id])
-        self.applied_index = 0
         self.term = RAFT_TERM
         self.start_time_ns = time.time_ns()
         self.recv_append_requests = 0
@@ -157,8 +153,7 @@ class StoreNode:
         for record in records:
             if record.index <= self.applied_index:
                 continue
-            self._apply(c.decode_command(record.payload), now_ns)
-            self.applied_index = record.index
+            self.state.apply_entry(record.index, c.decode_command(record.payload), now_ns)
         _log.info(
             "store: recovered to index %d (store index %d) from %s",
             self.applied_index,
@@ -189,11 +184,21 @@ class StoreNode:
             self._wal.close()
         self._io.shutdown(wait=True)
 
+    @property
+    def tree(self) -> KeyTree:
+        return self.state.tree
+
+    @property
+    def auth(self) -> AuthState:
+        return self.state.auth
+
+    @property
+    def applied_index(self) -> int:
+        return self.state.applied_index
+
     def _restore(self, snapshot: Snapshot) -> None:
-        data = json.loads(snapshot.data)
-        self.tree = KeyTree.from_snapshot(data["tree"])
-        self.auth = AuthState.from_json(data["auth"])
-        self.applied_index = self._snapshot_index = snapshot.index
+        self.state = StoreState.from_snapshot_bytes(snapshot.data, snapshot.index)
+        self._snapshot_index = snapshot.index
 
     # --- proposals ---------------------------------------------------------------------
 
@@ -238,11 +243,10 @@ class StoreNode:
                 return
             now_ns = time.time_ns()
             for record, (_, command, future) in zip(records, batch, strict=True):
-                try:
-                    result: Any = self._apply(command, now_ns)
-                except AuthError as error:
-                    result = error
-                self.applied_index = record.index
+                result = self.state.apply_entry(record.index, command, now_ns)
+                if isinstance(result, ApplyResult):
+                    for watcher, event in result.deliveries:
+                        self._deliver(watcher, event)
                 if future.done():
                     continue  # the proposer went away; the entry is applied all the same
                 if isinstance(result, AuthError):
@@ -260,22 +264,6 @@ class StoreNode:
                 future.set_exception(RaftInternalError(reason))
         self._pending = []
 
-    def _apply(self, command: object, now_ns: int) -> ApplyResult | Any:
-        if isinstance(command, _AUTH_COMMANDS):
-            try:
-                applied = self.auth.apply(command)
-            except AuthError as error:
-                self.tree.consume_internal_indexes(error.index_writes)
-                raise
-            self.tree.consume_internal_indexes(applied.index_writes)
-            return applied
-        if isinstance(command, c.ExpireKeys):
-            now_ns = command.now_ns
-        result = self.tree.apply(command, now_ns)
-        for watcher, event in result.deliveries:
-            self._deliver(watcher, event)
-        return result
-
     def _deliver(self, watcher: Watcher, event: Event) -> None:
         sink = watcher.sink
         if isinstance(sink, WatchSink) and not sink.push(event):
@@ -284,8 +272,8 @@ class StoreNode:
     async def _take_snapshot(self) -> None:
         loop = asyncio.get_running_loop()
         index = self.applied_index
-        state = {"tree": self.tree.to_snapshot(), "auth": self.auth.to_json()}
-        data = await loop.run_in_executor(self._io, lambda: json.dumps(state).encode())
+        # Serialized on the loop: the state must not change while it is being read.
+        data = self.state.to_snapshot_bytes()
         await loop.run_in_executor(
             self._io, save_snapshot, self.snap_dir, Snapshot(index, self.term, data)
         )

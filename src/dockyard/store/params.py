@@ -64,10 +64,10 @@ def parse_query(query: str, into: dict[str, list[str]]) -> FormError | None:
     for part in query.split("&"):
         if not part:
             continue
-        key, _, value = part.partition("=")
-        if ";" in key:
+        if ";" in part:  # Go 1.17+: a semicolon anywhere in a pair is an error
             first = first or FormError("invalid semicolon separator in query")
             continue
+        key, _, value = part.partition("=")
         try:
             name = _unescape(key, True)
             val = _unescape(value, True)
@@ -83,6 +83,8 @@ def parse_form(
 ) -> dict[str, list[str]]:
     """Go's ParseForm: body values (if any) first, then the query's. Raises FormError."""
     form: dict[str, list[str]] = {}
+    if not query and not body:
+        return form
     error: FormError | None = None
     if method in ("POST", "PUT", "PATCH") and content_type is not None:
         media = content_type.split(";", 1)[0].strip().lower()
@@ -153,6 +155,28 @@ def expire_ns_for(ttl_s: int, now_ns: int) -> int:
 
 def parse_key_request(method: str, key: str, form: dict[str, list[str]]) -> KeyRequest:
     """etcd's checks, in etcd's order (the first failure wins). Raises RequestError."""
+
+    if not form:
+        # No parameters at all (most GETs): every field has its default.
+        return KeyRequest(
+            method,
+            key,
+            "",
+            False,
+            False,
+            None,
+            0,
+            None,
+            False,
+            0,
+            False,
+            False,
+            False,
+            False,
+            None,
+            None,
+            False,
+        )
 
     def bad(code: int, cause: str) -> RequestError:
         return RequestError(cause, 0, code)

@@ -98,6 +98,7 @@ class Node:
         "key",
         "modified_index",
         "parent",
+        "render_cache",
         "value",
     )
 
@@ -117,6 +118,9 @@ class Node:
         self.modified_index = created_index
         self.parent = parent
         self.expire_ns = expire_ns
+        # The boundary may cache this node's rendered GET body here; every in-place change
+        # below resets it (replacements are new nodes).
+        self.render_cache: bytes | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -546,6 +550,7 @@ class KeyTree:
             value = node.value
         next_index = self.index + 1
         prev_node = node.value_at(now_ns)
+        node.render_cache = None
         if node.children is None:  # etcd 3.4: a dir's modifiedIndex is never rewritten
             node.value = value
             node.modified_index = next_index
@@ -593,6 +598,7 @@ class KeyTree:
         prev_node = node.value_at(now_ns)
         node.value = value
         node.modified_index = self.index
+        node.render_cache = None
         self._update_ttl(node, cmd.expire_ns)
         event = Event("compareAndSwap", node.value_at(now_ns), prev_node)
         return self._emit(event, cmd.refresh)

@@ -123,7 +123,16 @@ def live_node_json(
 
 def get_body(node: Node, recursive: bool, sorted_: bool, now_ns: int) -> bytes:
     if node.children is None:
-        # Fast path for the most common read: one file.
+        if node.expire_ns is None:
+            # The most common read: a permanent file. Its body only changes when the node
+            # does, and the tree resets the cache then.
+            cached = node.render_cache
+            if cached is None:
+                out = live_node_json(node, False, False, now_ns, True)
+                cached = node.render_cache = (
+                    go_json({"action": "get", "node": out}) + "\n"
+                ).encode()
+            return cached
         out = live_node_json(node, False, False, now_ns, True)
     else:
         out = live_node_json(node, recursive, sorted_, now_ns, True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -194,7 +195,6 @@ async def test_connection_close_and_http_1_0() -> None:
 async def test_pipelined_requests_answered_in_order_with_async_handler() -> None:
     calls: list[str] = []
     release = asyncio.Event()
-    all_parsed = asyncio.Event()
 
     async def slow(req: Request) -> Response:
         await release.wait()
@@ -221,7 +221,6 @@ async def test_pipelined_requests_answered_in_order_with_async_handler() -> None
         async with asyncio.timeout(WAIT_S):
             while len(conn._queue) < 1:
                 await asyncio.sleep(0)
-        all_parsed.set()
         assert calls == ["/one", "/slow"]
         release.set()
         async with asyncio.timeout(WAIT_S):
@@ -498,7 +497,7 @@ async def test_client_disconnect_closes_stream_iterator() -> None:
         reader, writer = await connect(server)
         writer.write(request("GET", "/poll"))
         async with asyncio.timeout(WAIT_S):
-            while not server.connection_count or not next(iter(server._connections))._task:
+            while not any(conn._task for conn in server._connections):
                 await asyncio.sleep(0)
         writer.close()
         async with asyncio.timeout(WAIT_S):
@@ -518,23 +517,31 @@ async def test_stream_respects_flow_control() -> None:
             yield chunk
 
     async with await start(lambda req: StreamingResponse(200, chunks())) as server:
-        reader, writer = await connect(server, limit=2**20)
-        writer.write(request("GET", "/big"))
-        await read_head(reader)
-        conn = next(iter(server._connections))
+        # A raw socket that nobody reads (a StreamReader would keep reading in the background).
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, server.addresses[0])
+        await loop.sock_sendall(sock, request("GET", "/big"))
         async with asyncio.timeout(WAIT_S):
-            while not conn._write_paused:
+            while not server._connections or not next(iter(server._connections))._write_paused:
                 await asyncio.sleep(0)
         before = produced
         for _ in range(50):
             await asyncio.sleep(0)
         assert produced == before < total  # the producer waits for the reader
-        received = 0
+        framed = len(b"10000\r\n") + len(chunk) + 2
+        received = bytearray()
         async with asyncio.timeout(WAIT_S * 2):
-            while data := await read_chunk(reader):
-                received += len(data)
-        assert received == total * len(chunk)
-        writer.close()
+            while not received.endswith(b"\r\n0\r\n\r\n"):
+                data = await loop.sock_recv(sock, 1 << 20)
+                assert data
+                received += data
+        head_len = received.index(b"\r\n\r\n") + 4
+        assert len(received) == head_len + total * framed + 5
+        assert produced == total
+        sock.close()
 
 
 # --- shutdown ----------------------------------------------------------------------------------
@@ -583,8 +590,6 @@ async def test_close_stops_listening_closes_idle_and_ends_streams() -> None:
 
 @pytest.mark.asyncio
 async def test_listen_on_bound_socket_and_several_listeners() -> None:
-    import socket
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = HttpServer(echo)
@@ -646,6 +651,17 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 
 @pytest.mark.asyncio
 async def test_tls_requires_client_cert(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    await tls_scenario(tmp_path, caplog)
+
+
+def test_tls_requires_client_cert_under_uvloop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(tls_scenario(tmp_path, caplog), WAIT_S * 2))
+
+
+async def tls_scenario(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ca_cert, ca_key = _cert("test-ca", None, None, ca=True)
     server_cert, server_key = _cert("server", ca_key, "test-ca", ca=False)
     client_cert, client_key = _cert("client-1", ca_key, "test-ca", ca=False)
@@ -716,3 +732,81 @@ def test_keep_alive_and_streaming_under_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(main(), WAIT_S * 2))
+
+
+# --- odds and ends -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_upgrade_request_is_answered_as_http_1_1_then_closed() -> None:
+    async with await start(echo) as server:
+        reader, writer = await connect(server)
+        writer.write(
+            request("GET", "/u", b"", "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c")
+        )
+        status, headers, body = await read_response(reader)
+        assert (status, body) == (200, b"GET /u - ")
+        assert headers["connection"] == "close"
+        await assert_closed(reader)
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_head_of_streaming_response_sends_no_body_and_closes_iterator() -> None:
+    closed = asyncio.Event()
+
+    class Chunks:
+        """Not a generator: registers on creation, so it must be closed even if never read."""
+
+        def __aiter__(self) -> Chunks:
+            return self
+
+        async def __anext__(self) -> bytes:
+            raise AssertionError("HEAD must not read the body")
+
+        async def aclose(self) -> None:
+            closed.set()
+
+    def handler(req: Request) -> Response | StreamingResponse:
+        if req.raw_path == "/watch":
+            return StreamingResponse(200, Chunks())
+        return Response(200, b"next")
+
+    async with await start(handler) as server:
+        reader, writer = await connect(server)
+        writer.write(request("HEAD", "/watch") + request("GET", "/n"))
+        status, headers, _ = await read_response(reader, head=True)
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
+        assert (await read_response(reader))[2] == b"next"
+        assert closed.is_set()
+        writer.close()
+
+
+@pytest.mark.asyncio
+async def test_close_lets_in_flight_request_finish_with_connection_close() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow() -> Response:
+        started.set()
+        await release.wait()
+        return Response(200, b"late")
+
+    server = await start(lambda req: slow())
+    reader, writer = await connect(server)
+    writer.write(request("GET", "/slow"))
+    async with asyncio.timeout(WAIT_S):
+        await started.wait()
+    closing = asyncio.create_task(server.close(grace_s=WAIT_S))
+    async with asyncio.timeout(WAIT_S):
+        while server.sockets and server._servers[0].is_serving():
+            await asyncio.sleep(0)
+    assert not closing.done()
+    release.set()
+    status, headers, body = await read_response(reader)
+    assert (status, body) == (200, b"late") and headers["connection"] == "close"
+    await assert_closed(reader)
+    async with asyncio.timeout(WAIT_S):
+        await closing
+    assert server.connection_count == 0
+    writer.close()
