@@ -44,10 +44,12 @@ import contextlib
 import email.utils
 import http
 import logging
+import re
 import socket
 import ssl
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httptools
@@ -161,6 +163,63 @@ def _escape_non_ascii(url: bytes) -> str:
 _Pending = tuple[Request, bool, bool] | int
 
 
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class LenientMessage:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+    http11: bool
+    length: int  # bytes of `data` the message used
+
+
+def parse_lenient_message(data: bytes, max_header_bytes: int) -> LenientMessage | None:
+    """Go's request parsing for what llhttp refuses: any token as the method, raw bytes
+    >= 0x80 in the target (percent-escaped here, so routes decode them as Go does). Only a
+    complete message with a Content-Length body (or none); None otherwise."""
+    end = data.find(b"\r\n\r\n", 0, max_header_bytes)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return None
+    method, target, version = parts
+    if not _TOKEN.match(method) or not target or any(b < 0x21 or b == 0x7F for b in target):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.match(name):
+            return None
+        headers.setdefault(name.decode("latin-1").lower(), value.strip().decode("latin-1"))
+    if "transfer-encoding" in headers:
+        return None
+    length_text = headers.get("content-length", "0")
+    if not length_text.isdigit():
+        return None
+    start = end + 4
+    length = int(length_text)
+    if len(data) < start + length:
+        return None
+    http11 = version == b"HTTP/1.1"
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" if http11 else connection == "keep-alive"
+    return LenientMessage(
+        method.decode("ascii"),
+        _escape_non_ascii(target),
+        headers,
+        data[start : start + length],
+        keep_alive,
+        http11,
+        start + length,
+    )
+
+
 class _HttpConnection(asyncio.Protocol):
     """One client connection. See the module docstring for the rules it keeps."""
 
@@ -174,6 +233,7 @@ class _HttpConnection(asyncio.Protocol):
         "_headers",
         "_in_headers",
         "_in_message",
+        "_completed",
         "_keep_alive",
         "_linger_bytes",
         "_lingering",
@@ -213,6 +273,7 @@ class _HttpConnection(asyncio.Protocol):
         self._raw_header_bytes = 0
         self._in_headers = False
         self._in_message = False
+        self._completed = 0  # messages parsed so far on this connection
         self._keep_alive = True
         self._expect_continue = False
         self._reject_status = 0
@@ -285,6 +346,8 @@ class _HttpConnection(asyncio.Protocol):
             return
         if self._parser_dead or self._stop:
             return
+        at_boundary = not self._in_message
+        completed_before = self._completed
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -295,6 +358,15 @@ class _HttpConnection(asyncio.Protocol):
                 last = self._queue[-1]
                 if not isinstance(last, int):
                     self._queue[-1] = (last[0], False, last[2])
+        except (httptools.HttpParserInvalidMethodError, httptools.HttpParserInvalidURLError):
+            # llhttp refuses methods it does not know and raw non-ASCII bytes in the
+            # target; Go (and so etcd) accepts both. If the refused message is the first of
+            # this read and complete, take it with the lenient parser and go on.
+            first_of_read = at_boundary and self._completed == completed_before
+            if first_of_read and self._lenient(data):
+                return  # _lenient processed the queue and fed the rest
+            self._parser_dead = True
+            self._queue.append(self._reject_status or 400)
         except httptools.HttpParserError:
             self._parser_dead = True
             self._queue.append(self._reject_status or 400)
@@ -307,6 +379,35 @@ class _HttpConnection(asyncio.Protocol):
                     self._parser_dead = True
                     self._queue.append(431)
         self._process()
+
+    def _lenient(self, data: bytes) -> bool:
+        """Parse one complete message at the start of `data` by Go's rules, queue it, and
+        feed the rest to a fresh strict parser. False if it is not one we can take."""
+        message = parse_lenient_message(data, self._server._max_header_bytes)
+        if message is None or len(message.body) > self._server._max_body_bytes:
+            return False
+        self._in_message = self._in_headers = False
+        self._queue.append(
+            (
+                Request(
+                    message.method,
+                    message.target,
+                    message.headers,
+                    message.body,
+                    self._remote_addr,
+                    self._peer_cert,
+                ),
+                message.keep_alive,
+                message.http11,
+            )
+        )
+        self._parser = httptools.HttpRequestParser(self)
+        rest = data[message.length :]
+        if rest:
+            self.data_received(rest)
+        else:
+            self._process()
+        return True
 
     # --- httptools callbacks --------------------------------------------------------------
 
@@ -365,6 +466,7 @@ class _HttpConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._completed += 1
         self._in_message = False
         self._expect_continue = False
         parser = self._parser
