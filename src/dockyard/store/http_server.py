@@ -226,6 +226,7 @@ class _HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_bytes",
+        "_completed",
         "_drain_waiter",
         "_expect_continue",
         "_header_bytes",
@@ -233,7 +234,6 @@ class _HttpConnection(asyncio.Protocol):
         "_headers",
         "_in_headers",
         "_in_message",
-        "_completed",
         "_keep_alive",
         "_linger_bytes",
         "_lingering",
