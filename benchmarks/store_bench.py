@@ -699,8 +699,22 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 def watch_row(servers: dict[str, ServerProcess], config: BenchConfig) -> dict[str, RowResult]:
     for server in servers.values():
         http_put(server.url, "bench/watched", "initial")
+    # Other load on the servers' core during the row (the servers' own CPU subtracted).
+    cpu_0 = {kind: _cpu_seconds(server.pid) for kind, server in servers.items()}
+    ticks_0, t0 = _core_ticks((config.server_cpu,)), time.monotonic()
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
         outcomes = runner.run(_watch_all(servers, config))
+    busy_pct = _core_load(ticks_0, _core_ticks((config.server_cpu,)))[config.server_cpu]
+    servers_pct = sum(
+        100.0 * (_cpu_seconds(server.pid) - cpu_0[kind]) / (time.monotonic() - t0)
+        for kind, server in servers.items()
+    )
+    foreign_pct = max(0.0, busy_pct["busy_pct"] - servers_pct)
+    warning = (
+        f"other processes took {foreign_pct:.0f}% of the server's core"
+        if foreign_pct > FOREIGN_BUSY_PCT
+        else None
+    )
     rows = {}
     for kind, reps in outcomes.items():
         if isinstance(reps, Exception):
@@ -713,9 +727,10 @@ def watch_row(servers: dict[str, ServerProcess], config: BenchConfig) -> dict[st
             "last_ms": {"median": statistics.median(last), "min": min(last), "max": max(last)},
             "first_ms_median": statistics.median(r["first_ms"] for r in reps),
             "put_ack_ms_median": statistics.median(r["put_ack_ms"] for r in reps),
+            "foreign_server_core_pct": round(foreign_pct, 1),
             "samples": reps,
         }
-        rows[kind] = RowResult(statistics.median(last), detail)
+        rows[kind] = RowResult(statistics.median(last), detail, warning)
     return rows
 
 

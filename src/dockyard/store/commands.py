@@ -29,10 +29,18 @@ def register(cls: type[T]) -> type[T]:
     return cls
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_command(command: object) -> bytes:
-    fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}  # type: ignore[arg-type]
-    fields["t"] = type(command).__name__
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    cls = type(command)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    fields = {name: getattr(command, name) for name in names}
+    fields["t"] = cls.__name__
+    return _dumps(fields).encode()
 
 
 def decode_command(payload: bytes) -> object:

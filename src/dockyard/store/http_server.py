@@ -658,6 +658,17 @@ class _HttpConnection(asyncio.Protocol):
                 if not keep_alive:
                     self._close()
                 return
+            if response.single_chunk and chunked:
+                # One write for the chunk and the end of the body (one-shot watches fan out
+                # to many connections at once; halving the writes matters there).
+                async for chunk in chunks:
+                    transport.write(b"%x\r\n%b\r\n%b" % (len(chunk), chunk, _LAST_CHUNK))
+                    break
+                else:
+                    transport.write(_LAST_CHUNK)
+                if not keep_alive:
+                    self._close()
+                return
             async for chunk in chunks:
                 if not chunk:
                     continue  # an empty chunk would end the chunked body early

@@ -50,6 +50,9 @@ class StreamingResponse:
     chunks: AsyncIterator[bytes]
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # The producer yields exactly one chunk (an etcd one-shot watch): the server sends it and
+    # the end of the body in one write, and closes the iterator without asking for more.
+    single_chunk: bool = False
 
 
 HandlerResult = Response | StreamingResponse | Awaitable[Response | StreamingResponse]

@@ -278,7 +278,9 @@ class V2Api:
         except StoreError as e:
             return self._store_error(e)
         headers = (*self._raft_headers(watcher.start_index), self._cluster_header, *CORS)
-        return StreamingResponse(200, self._watch_events(watcher, sink, req.stream), JSON, headers)
+        return StreamingResponse(
+            200, self._watch_events(watcher, sink, req.stream), JSON, headers, not req.stream
+        )
 
     async def _watch_events(
         self, watcher: Watcher, sink: WatchSink, stream: bool

@@ -242,17 +242,20 @@ class StoreNode:
                 self._fail(f"etcdserver: WAL write failed: {error}", batch)
                 return
             now_ns = time.time_ns()
+            deliveries: list[tuple[Watcher, Event]] = []
             for record, (_, command, future) in zip(records, batch, strict=True):
                 result = self.state.apply_entry(record.index, command, now_ns)
-                if isinstance(result, ApplyResult):
-                    for watcher, event in result.deliveries:
-                        self._deliver(watcher, event)
+                if isinstance(result, ApplyResult) and result.deliveries:
+                    deliveries.extend(result.deliveries)
                 if future.done():
                     continue  # the proposer went away; the entry is applied all the same
                 if isinstance(result, AuthError):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+            # Watchers after proposers: the writer hears back first, as with etcd.
+            for watcher, event in deliveries:
+                self._deliver(watcher, event)
             if self.applied_index - self._snapshot_index >= self.config.snapshot_count:
                 await self._take_snapshot()
 

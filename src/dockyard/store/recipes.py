@@ -160,6 +160,8 @@ class _Ticket:
                 return
             except StoreClientError:
                 continue  # transient (no endpoint, timeout): try again next interval
+            except RuntimeError:
+                return  # the client was closed under us: nobody is left to refresh for
 
     def _stop_keepalive(self) -> None:
         self._stop.set()
@@ -168,8 +170,16 @@ class _Ticket:
         self._thread = None
 
     def wait_first(self, timeout: float | None) -> bool:
-        """Enqueue if needed and block until our key is the lowest; False on timeout (then the
-        key is removed again)."""
+        """Enqueue if needed and block until our key is the lowest; False on timeout. On
+        timeout or error the key is removed again, so no orphan is kept alive."""
+        try:
+            return self._wait_first(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.leave()
+            raise
+
+    def _wait_first(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.key is None:
             self._enqueue()
@@ -358,6 +368,8 @@ class _AsyncTicket:
                 return
             except StoreClientError:
                 continue
+            except RuntimeError:
+                return  # the client was closed under us
 
     async def _stop_keepalive(self) -> None:
         task, self._task = self._task, None
@@ -367,6 +379,15 @@ class _AsyncTicket:
                 await task
 
     async def wait_first(self, timeout: float | None) -> bool:
+        try:
+            return await self._wait_first(timeout)
+        except BaseException:
+            # Cancelled or failed: stop refreshing and remove the key (best effort).
+            with contextlib.suppress(Exception):
+                await self.leave()
+            raise
+
+    async def _wait_first(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.key is None:
             await self._enqueue()
@@ -401,8 +422,7 @@ class _AsyncTicket:
 class AsyncLock:
     """The asyncio `Lock`: `async with AsyncLock(client, "jobs", ttl_s=10): ...`.
 
-    Cancelling `acquire` leaves the queue key behind until its TTL runs out; call `release()`
-    in a `finally` (as `async with` does) to remove it at once."""
+    A cancelled or failed `acquire` removes its queue key before re-raising."""
 
     def __init__(
         self,
@@ -441,11 +461,7 @@ class AsyncLock:
         await self._ticket.leave()
 
     async def __aenter__(self) -> AsyncLock:
-        try:
-            await self.acquire()
-        except BaseException:
-            await self.release()
-            raise
+        await self.acquire()
         return self
 
     async def __aexit__(

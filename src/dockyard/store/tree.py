@@ -77,6 +77,9 @@ class Event:
     node: NodeValue
     prev_node: NodeValue | None = None
     refresh: bool = False
+    # The boundary caches the rendered event here, so that a hundred watchers of one event
+    # share one rendering. Not part of the value.
+    rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def index(self) -> int:

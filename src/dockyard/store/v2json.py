@@ -85,7 +85,10 @@ def event_json(event: Event) -> dict[str, Any]:
 def event_body(event: Event, no_value: bool = False) -> bytes:
     if no_value and event.action in ("set", "compareAndSwap", "create", "update"):
         return f'{{"action":"{event.action}"}}\n'.encode()
-    return (go_json(event_json(event)) + "\n").encode()
+    cached = event.rendered.get("json")
+    if cached is None:
+        cached = event.rendered["json"] = (go_json(event_json(event)) + "\n").encode()
+    return cached
 
 
 def live_node_json(

@@ -180,6 +180,10 @@ def normalize_json(value: Any, base: int, sort_nodes: bool) -> Any:
     return value
 
 
+def digest(data: bytes) -> str:
+    return f"sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+
+
 @dataclass(frozen=True)
 class Observed:
     status: int
@@ -206,16 +210,13 @@ def observe(server: ServerProcess, raw: bytes) -> Observed:
         headers.append(("x-etcd-index", str(relative(int(answer.headers["x-etcd-index"]), base))))
     body: Any = answer.body.replace(server.url.encode(), b"<url>")
     if len(body) > BIG_BODY_BYTES:
-        body = f"<{len(body)} bytes sha256 {hashlib.sha256(body).hexdigest()[:16]}>"
+        body = f"<{len(body)} bytes {digest(body)}>"
         if answer.headers.get("content-type") == "application/json":
             parsed = json.loads(answer.body)
-            value = parsed.get("node", {}).get("value", "")
-            body = {
-                "json": normalize_json(
-                    {**parsed, "node": {**parsed["node"], "value": "<big>"}}, base, sort_nodes
-                ),
-                "value": f"<{len(value)} chars sha256 {hashlib.sha256(value.encode()).hexdigest()[:16]}>",
-            }
+            node = parsed.get("node", {})
+            value = node.get("value", "").encode()
+            small = {**parsed, "node": {**node, "value": f"<{len(value)} bytes {digest(value)}>"}}
+            body = {"json": normalize_json(small, base, sort_nodes)}
     elif answer.headers.get("content-type") == "application/json" and body:
         try:
             body = {
@@ -360,7 +361,7 @@ def test_nine_megabyte_value_is_accepted_by_both(pair: Pair) -> None:
     value = ("0123456789abcdef" * (9 * 2**20 // 16)).encode()
     assert_same(pair, request("PUT", "/v2/keys/bi/big", b"value=" + value))
     observed = assert_same(pair, request("GET", "/v2/keys/bi/big"))
-    assert observed.status == 200 and "9437184 chars" in json.dumps(observed.body), observed.show()
+    assert observed.status == 200 and "9437184 bytes" in json.dumps(observed.body), observed.show()
     assert_same(pair, request("DELETE", "/v2/keys/bi/big"))
 
 
