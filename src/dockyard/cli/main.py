@@ -19,7 +19,9 @@ def store() -> None:
 
 
 def _register_subcommands() -> None:
-    # Imported here so that each module owns its commands and `main` stays an index.
+    # Imported here so that each module owns its commands and `main` stays an index. The
+    # server's modules load only when `serve` runs (store_serve imports them lazily), so
+    # that etcdctl-style commands start fast.
     from dockyard.cli import store_ctl, store_serve
 
     store_serve.register(store)

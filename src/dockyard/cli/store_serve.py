@@ -6,18 +6,14 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from dockyard.store.server import (
-    DEFAULT_CLIENT_URLS,
-    DEFAULT_PEER_URL,
-    ConfigError,
-    ServeConfig,
-    default_data_dir,
-    serve,
-)
-from dockyard.tls.errors import TlsError
+if TYPE_CHECKING:
+    from dockyard.store.server import ServeConfig
+
+from dockyard.store.defaults import DEFAULT_CLIENT_URLS, DEFAULT_PEER_URL, default_data_dir
 
 
 def _urls(value: str) -> tuple[str, ...]:
@@ -134,6 +130,12 @@ def register(group: click.Group) -> None:
                 raise click.ClickException(
                     f"couldn't find local name {name!r} in the initial cluster configuration"
                 )
+        # The server's modules load here, not at import, so other commands start fast.
+        from dockyard.store.node import StoreDataError
+        from dockyard.store.server import ConfigError, ServeConfig
+        from dockyard.store.wal import WalError
+        from dockyard.tls.errors import TlsError
+
         client_urls = _urls(listen_client_urls)
         config = ServeConfig(
             name=name,
@@ -153,13 +155,15 @@ def register(group: click.Group) -> None:
         )
         try:
             run(config)
-        except (ConfigError, TlsError, OSError) as error:
+        except (ConfigError, TlsError, OSError, WalError, StoreDataError) as error:
             raise click.ClickException(str(error)) from None
 
     serve_command.name = "serve"
 
 
 def run(config: ServeConfig) -> None:
+    from dockyard.store.server import serve
+
     try:
         import uvloop
 

@@ -134,10 +134,25 @@ class _Reject(Exception):
         self.status = status
 
 
+MISSING_HOST = 1400  # a queued 400 with Go's own wording for HTTP/1.1 without Host
+UNSUPPORTED_TE = 1501  # a queued 501 for a transfer coding we do not know (RFC 9112 §6.1)
+
+
 def _plain(status: int) -> Response:
+    # Go's net/http answers unparseable requests with "400 Bad Request", no newline.
+    if status == UNSUPPORTED_TE:
+        return Response(
+            501, b"Unsupported transfer encoding", content_type="text/plain; charset=utf-8"
+        )
+    if status == MISSING_HOST:
+        return Response(
+            400,
+            b"400 Bad Request: missing required Host header",
+            content_type="text/plain; charset=utf-8",
+        )
     return Response(
         status,
-        f"{status} {http.HTTPStatus(status).phrase}\n".encode("ascii"),
+        f"{status} {http.HTTPStatus(status).phrase}".encode("ascii"),
         content_type="text/plain; charset=utf-8",
     )
 
@@ -163,6 +178,7 @@ def _escape_non_ascii(url: bytes) -> str:
 _Pending = tuple[Request, bool, bool] | int
 
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
@@ -181,10 +197,12 @@ def parse_lenient_message(data: bytes, max_header_bytes: int) -> LenientMessage 
     """Go's request parsing for what llhttp refuses: any token as the method, raw bytes
     >= 0x80 in the target (percent-escaped here, so routes decode them as Go does). Only a
     complete message with a Content-Length body (or none); None otherwise."""
-    end = data.find(b"\r\n\r\n", 0, max_header_bytes)
-    if end < 0:
+    # Lines end in CRLF or a bare LF (Go accepts both); the header block ends at an empty line.
+    match = _HEAD_END.search(data, 0, max_header_bytes)
+    if match is None:
         return None
-    lines = data[:end].split(b"\r\n")
+    end, start = match.start(), match.end()
+    lines = [line.removesuffix(b"\r") for line in data[:end].split(b"\n")]
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
         return None
@@ -196,13 +214,15 @@ def parse_lenient_message(data: bytes, max_header_bytes: int) -> LenientMessage 
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.match(name):
             return None
-        headers.setdefault(name.decode("latin-1").lower(), value.strip().decode("latin-1"))
+        key = name.decode("latin-1").lower()
+        if key == "content-length" and key in headers:
+            return None  # never guess between two lengths (request smuggling)
+        headers.setdefault(key, value.strip().decode("latin-1"))
     if "transfer-encoding" in headers:
         return None
     length_text = headers.get("content-length", "0")
     if not length_text.isdigit():
         return None
-    start = end + 4
     length = int(length_text)
     if len(data) < start + length:
         return None
@@ -218,6 +238,10 @@ def parse_lenient_message(data: bytes, max_header_bytes: int) -> LenientMessage 
         http11,
         start + length,
     )
+
+
+def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
+    return httptools.HttpRequestParser(protocol)
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -258,7 +282,7 @@ class _HttpConnection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _new_parser(self)
         self._remote_addr: tuple[str, int] | None = None
         self._peer_cert: dict[str, Any] | None = None
         self._queue: collections.deque[_Pending] = collections.deque()
@@ -358,18 +382,18 @@ class _HttpConnection(asyncio.Protocol):
                 last = self._queue[-1]
                 if not isinstance(last, int):
                     self._queue[-1] = (last[0], False, last[2])
-        except (httptools.HttpParserInvalidMethodError, httptools.HttpParserInvalidURLError):
-            # llhttp refuses methods it does not know and raw non-ASCII bytes in the
-            # target; Go (and so etcd) accepts both. If the refused message is the first of
-            # this read and complete, take it with the lenient parser and go on.
+        except httptools.HttpParserError:
+            # llhttp refuses some requests Go (and so etcd) accepts: unknown methods, raw
+            # non-ASCII bytes in the target, bare LF line ends. If the refused message is the
+            # first of this read and complete, take it with the lenient parser and go on.
             first_of_read = at_boundary and self._completed == completed_before
-            if first_of_read and self._lenient(data):
+            if not self._reject_status and first_of_read and self._lenient(data):
                 return  # _lenient processed the queue and fed the rest
             self._parser_dead = True
-            self._queue.append(self._reject_status or 400)
-        except httptools.HttpParserError:
-            self._parser_dead = True
-            self._queue.append(self._reject_status or 400)
+            encoding = self._headers.get("transfer-encoding", "chunked").lower()
+            self._queue.append(
+                self._reject_status or (UNSUPPORTED_TE if encoding != "chunked" else 400)
+            )
         else:
             if self._in_headers:
                 # httptools buffers a header line until it ends, so the callbacks alone
@@ -401,7 +425,7 @@ class _HttpConnection(asyncio.Protocol):
                 message.http11,
             )
         )
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _new_parser(self)
         rest = data[message.length :]
         if rest:
             self.data_received(rest)
@@ -482,7 +506,11 @@ class _HttpConnection(asyncio.Protocol):
             self._remote_addr,
             self._peer_cert,
         )
-        self._queue.append((request, self._keep_alive, parser.get_http_version() == "1.1"))
+        http11 = parser.get_http_version() == "1.1"
+        if http11 and "host" not in self._headers:
+            self._queue.append(MISSING_HOST)  # RFC 9112 §3.2, and what Go answers
+            return
+        self._queue.append((request, self._keep_alive, http11))
 
     def _reject(self, status: int) -> None:
         self._reject_status = status
@@ -728,7 +756,7 @@ class _HttpConnection(asyncio.Protocol):
         body = response.body
         transport.write(
             self._head(
-                status,
+                response.status,
                 response.content_type,
                 (),
                 f"Content-Length: {len(body)}\r\n",

@@ -130,7 +130,13 @@ class V2Api:
                 return Response(200)  # Go's server answers `OPTIONS *` itself
             return Response(200, b"", None, CORS)
         path = request.raw_path
-        if "%" in path or "/." in path or "//" in path or not path.startswith("/"):
+        if not path.startswith("/"):
+            if path.startswith(("http://", "https://")):
+                # Absolute-form target (RFC 9112 §3.2.2): Go routes on its path.
+                path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+            else:
+                return Response(400, b"400 Bad Request", TEXT, (("Connection", "close"),))
+        if "%" in path or "/." in path or "//" in path:
             # Not obviously clean: decode and clean as Go's ServeMux does.
             decoded = decode_request_path(path)
             if decoded is None:
@@ -336,17 +342,17 @@ class V2Api:
                     415, f"Bad Content-Type {content_type}, accept application/json"
                 )
         if request.method in ("POST", "PUT"):
-            problem = _json_problem(request.body)
+            problem = _json_problem(request.body) or _peer_urls_problem(request.body)
             if problem is not None:
                 return self._message(400, problem)
         if request.method in ("DELETE", "PUT") and rest not in members:
             return self._message(404, f"No such member: {rest}")
-        # Membership changes need replication (Raft); a single member cannot add a peer it
-        # cannot reach, nor remove itself and keep serving.
+        # A valid change, but membership changes need replication (Raft): a single member
+        # cannot add a peer it cannot reach, nor remove itself and keep serving.
         return self._message(
-            500,
-            "membership changes require the replicated store, which "
-            "this single-member dockyard store is not",
+            409,
+            "membership changes need the replicated store; this dockyard store runs a "
+            "single member",
         )
 
     def _message(self, status: int, message: str) -> Response:
@@ -430,6 +436,26 @@ def _json_problem(body: bytes) -> str | None:
         if error.pos >= len(text.rstrip()):
             return "unexpected end of JSON input"
         return f"invalid character {text[error.pos]!r} looking for beginning of value"
+    return None
+
+
+def _peer_urls_problem(body: bytes) -> str | None:
+    """etcd's MemberCreateRequest/MemberUpdateRequest validation of `peerURLs`."""
+    decoded = json.loads(body)
+    urls = decoded.get("peerURLs") if isinstance(decoded, dict) else None
+    if not isinstance(urls, list) or not urls:
+        return "no valid URLs given"
+    for url in urls:
+        if not isinstance(url, str):
+            return "json: cannot unmarshal into Go value of type string"
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https", "unix", "unixs"):
+            return f"URL scheme must be http, https, unix, or unixs: {url}"
+        host, slash, path = rest.partition("/")
+        if scheme in ("http", "https") and (":" not in host or not host.rsplit(":", 1)[1]):
+            return f'URL address does not have the form "host:port": {url}'
+        if slash and path:
+            return f"URL must not contain a path: {url}"
     return None
 
 

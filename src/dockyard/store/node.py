@@ -66,6 +66,10 @@ class NodeConfig:
     segment_bytes: int = 64 * 2**20
 
 
+class StoreDataError(Exception):
+    """The data directory is unusable (e.g. the log and the snapshots do not join up)."""
+
+
 class WatchSink:
     """A watcher's bounded buffer (etcd: a 100-event channel). On overflow the watcher is
     dropped and the stream ends, so the client knows to resume from its last index + 1
@@ -145,7 +149,7 @@ class StoreNode:
         )
         self._wal = wal
         if records and records[0].index > self.applied_index + 1:
-            raise RuntimeError(
+            raise StoreDataError(
                 f"store data in {self.config.data_dir} is inconsistent: the log starts at "
                 f"index {records[0].index} but the snapshot ends at {self.applied_index}"
             )

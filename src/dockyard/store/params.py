@@ -43,7 +43,20 @@ class FormError(Exception):
 
 
 def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Go's strconv.Quote: invalid UTF-8 bytes (surrogates here) as \\xNN."""
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in '"\\':
+            out.append("\\" + ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\x{code:02x}"))
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
 def _unescape(s: str, plus_is_space: bool) -> str:
@@ -55,7 +68,8 @@ def _unescape(s: str, plus_is_space: bool) -> str:
         i = s.find("%", i + 3)
     if plus_is_space:
         s = s.replace("+", " ")
-    return go_string(unquote_to_bytes(s))
+    # Raw bytes of the body arrive as surrogates; take them back as the bytes they were.
+    return go_string(unquote_to_bytes(s.encode("utf-8", "surrogateescape")))
 
 
 def parse_query(query: str, into: dict[str, list[str]]) -> FormError | None:
@@ -92,7 +106,7 @@ def parse_form(
             if len(body) > MAX_FORM_BYTES:
                 error = FormError("http: POST too large")
             else:
-                error = parse_query(body.decode("latin-1"), form)
+                error = parse_query(body.decode("utf-8", "surrogateescape"), form)
     query_error = parse_query(query, form)
     error = error or query_error
     if error is not None:

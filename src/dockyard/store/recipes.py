@@ -353,7 +353,20 @@ class _AsyncTicket:
 
     async def _enqueue(self) -> str:
         await self._stop_keepalive()
-        key = (await self.client.append(self.queue_dir, self.value, ttl=self.ttl_s)).node.key
+        # Shielded: cancelled mid-request, the POST may still create our key on the server. We
+        # then wait for its answer (bounded by the client's timeout) and remove that key, rather
+        # than leave an orphan at the head of the queue for a whole TTL.
+        append = asyncio.ensure_future(
+            self.client.append(self.queue_dir, self.value, ttl=self.ttl_s)
+        )
+        try:
+            result = await asyncio.shield(append)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                orphan = await append
+                await self.client.delete(orphan.node.key)
+            raise
+        key = result.node.key
         self.key, self.lost = key, False
         self._task = asyncio.create_task(self._keepalive(key), name=f"keepalive {key}")
         return key

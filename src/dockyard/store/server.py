@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,6 @@ from dockyard.store.node import NodeConfig, StoreNode
 from dockyard.tls.contexts import server_context
 
 _log = logging.getLogger(__name__)
-
-DEFAULT_CLIENT_URLS = ("http://127.0.0.1:2379", "http://127.0.0.1:4001")
-DEFAULT_PEER_URL = "http://127.0.0.1:2380"
-
-
-def default_data_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/dockyard/store")
-    return Path.home() / ".local/share/dockyard/store"
 
 
 @dataclass(frozen=True)

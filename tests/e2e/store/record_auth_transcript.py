@@ -24,8 +24,13 @@ from urllib.parse import urlsplit
 from tests.support.servers import start_etcd
 
 FIXTURE = Path(__file__).parent / "fixtures" / "etcd_auth_transcript.json"
-KEPT_HEADERS = ("content-type", "allow", "x-content-type-options", "x-etcd-cluster-id",
-                "x-etcd-index")
+KEPT_HEADERS = (
+    "content-type",
+    "allow",
+    "x-content-type-options",
+    "x-etcd-cluster-id",
+    "x-etcd-index",
+)
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 LONG = "A" * 72  # bcrypt looks at the first 72 bytes only
@@ -35,9 +40,16 @@ def basic(credentials: str) -> str:
     return "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
-def step(method: str, path: str, body: Any = None, *, ct: str | None = JSON,
-         user: str | None = None, headers: dict[str, str] | None = None,
-         note: str = "") -> dict[str, Any]:
+def step(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    ct: str | None = JSON,
+    user: str | None = None,
+    headers: dict[str, str] | None = None,
+    note: str = "",
+) -> dict[str, Any]:
     hdrs: dict[str, str] = dict(headers or {})
     if body is not None and not isinstance(body, str):
         body = json.dumps(body, separators=(",", ":"))
@@ -72,10 +84,20 @@ STEPS: list[dict[str, Any]] = [
     S("DELETE", "/v2/auth/users/nobody", note="the first auth write creates /2 dirs: +4"),
     S("GET", "/v2/keys/"),
     # --- users --------------------------------------------------------------------------
-    S("PUT", "/v2/auth/users/root", {"user": "root", "password": "pw"}, ct=None,
-      note="no Content-Type check"),
-    S("PUT", "/v2/auth/users/root", {"user": "root", "password": "pw"}, ct="text/plain",
-      note="same password: still an update (new salt)"),
+    S(
+        "PUT",
+        "/v2/auth/users/root",
+        {"user": "root", "password": "pw"},
+        ct=None,
+        note="no Content-Type check",
+    ),
+    S(
+        "PUT",
+        "/v2/auth/users/root",
+        {"user": "root", "password": "pw"},
+        ct="text/plain",
+        note="same password: still an update (new salt)",
+    ),
     S("PUT", "/v2/auth/users/root", "notjson"),
     S("PUT", "/v2/auth/users/root", ""),
     S("PUT", "/v2/auth/users/root", "null"),
@@ -94,8 +116,12 @@ STEPS: list[dict[str, Any]] = [
     S("PUT", "/v2/auth/users/carol", {"user": "carol", "grant": ["a"]}),
     S("PUT", "/v2/auth/users/carol", {"user": "carol", "revoke": ["zzz"]}),
     S("PUT", "/v2/auth/users/carol", {"user": "carol", "grant": ["c"], "roles": ["b"]}),
-    S("PUT", "/v2/auth/users/carol", {"User": "carol", "Password": "z", "grant": ["d", "d"]},
-      note="field names are case-insensitive"),
+    S(
+        "PUT",
+        "/v2/auth/users/carol",
+        {"User": "carol", "Password": "z", "grant": ["d", "d"]},
+        note="field names are case-insensitive",
+    ),
     S("PUT", "/v2/auth/users/carol", '{"user":"carol","grant":["e"]} trailing garbage'),
     S("PUT", "/v2/auth/users/carol", '{"user":"carol","user":"x","password":"q"}'),
     S("PUT", "/v2/auth/users/carol", {"user": "carol", "revoke": ["a", "b", "e"]}),
@@ -103,49 +129,84 @@ STEPS: list[dict[str, Any]] = [
     S("PUT", "/v2/auth/users/carol", {"user": "carol", "grant": ["nosuch"]}),
     S("GET", "/v2/auth/users/carol", note="404 for a missing role"),
     S("GET", "/v2/auth/users/carol/", note="trailing slash cleaned"),
-    S("PUT", "/v2/auth/users/e%3C%26%3E", {"user": "e<&>", "password": "q"},
-      note="Go escapes <>&"),
+    S("PUT", "/v2/auth/users/e%3C%26%3E", {"user": "e<&>", "password": "q"}, note="Go escapes <>&"),
     S("GET", "/v2/auth/users/e%3C%26%3E"),
-    S("PUT", "/v2/auth/users/alice", {"user": "alice", "password": "a", "roles": ["rw_app"]},
-      note="create with roles answers 200"),
+    S(
+        "PUT",
+        "/v2/auth/users/alice",
+        {"user": "alice", "password": "a", "roles": ["rw_app"]},
+        note="create with roles answers 200",
+    ),
     S("PUT", "/v2/auth/users/lng", {"user": "lng", "password": LONG + "tail", "roles": ["ro"]}),
     S("PUT", "/v2/auth/users/adm", {"user": "adm", "password": "p:x", "roles": ["root"]}),
     S("PUT", "/v2/auth/users/root", {"user": "root", "revoke": ["root"]}),
     S("GET", "/v2/auth/users/root", note="root role re-attached"),
     S("GET", "/v2/auth/users"),
     # --- roles --------------------------------------------------------------------------
-    S("PUT", "/v2/auth/roles/rw_app",
-      {"role": "rw_app", "permissions": {"kv": {"read": ["/app/*"], "write": ["/app/*"]}}}),
-    S("PUT", "/v2/auth/roles/rw_app",
-      {"role": "rw_app", "permissions": {"kv": {"read": ["/app/*"], "write": ["/app/*"]}}}),
+    S(
+        "PUT",
+        "/v2/auth/roles/rw_app",
+        {"role": "rw_app", "permissions": {"kv": {"read": ["/app/*"], "write": ["/app/*"]}}},
+    ),
+    S(
+        "PUT",
+        "/v2/auth/roles/rw_app",
+        {"role": "rw_app", "permissions": {"kv": {"read": ["/app/*"], "write": ["/app/*"]}}},
+    ),
     S("PUT", "/v2/auth/roles/empty", {"role": "empty"}),
     S("PUT", "/v2/auth/roles/root", {"role": "root"}),
-    S("PUT", "/v2/auth/roles/r1",
-      {"role": "r1", "permissions": {"kv": {"read": ["/b", "/a", "/a"], "write": []}}}),
-    S("PUT", "/v2/auth/roles/r1", {"role": "r1", "revoke": {"kv": {"read": ["/zz"]}}},
-      note="revoke without grant re-sorts: an update"),
+    S(
+        "PUT",
+        "/v2/auth/roles/r1",
+        {"role": "r1", "permissions": {"kv": {"read": ["/b", "/a", "/a"], "write": []}}},
+    ),
+    S(
+        "PUT",
+        "/v2/auth/roles/r1",
+        {"role": "r1", "revoke": {"kv": {"read": ["/zz"]}}},
+        note="revoke without grant re-sorts: an update",
+    ),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1", "revoke": {"kv": {"read": ["/zz"]}}}),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1", "grant": {"kv": {"read": ["/c"]}}}),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1", "grant": {"kv": {"read": ["/c"]}}}),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1", "grant": {"kv": {"write": ["/w", "/w"]}}}),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1", "revoke": {"kv": {"read": ["/a", "/b", "/c"]}}}),
-    S("PUT", "/v2/auth/roles/r1",
-      {"role": "r1", "grant": {"kv": {"write": ["/w"]}}, "revoke": {"kv": {"write": ["/w"]}}}),
-    S("PUT", "/v2/auth/roles/r1",
-      {"role": "r1", "grant": {"kv": {"write": ["/w"]}}, "permissions": {"kv": {"read": ["/q"]}}}),
+    S(
+        "PUT",
+        "/v2/auth/roles/r1",
+        {"role": "r1", "grant": {"kv": {"write": ["/w"]}}, "revoke": {"kv": {"write": ["/w"]}}},
+    ),
+    S(
+        "PUT",
+        "/v2/auth/roles/r1",
+        {"role": "r1", "grant": {"kv": {"write": ["/w"]}}, "permissions": {"kv": {"read": ["/q"]}}},
+    ),
     S("PUT", "/v2/auth/roles/nosuch", {"role": "nosuch", "grant": {"kv": {"write": ["/w"]}}}),
     S("PUT", "/v2/auth/roles/root", {"role": "root", "grant": {"kv": {"write": ["/w"]}}}),
-    S("PUT", "/v2/auth/roles/r2", {"role": "r2", "grant": {"kv": {"read": []}}},
-      note="empty grant: a create that stores the grant"),
+    S(
+        "PUT",
+        "/v2/auth/roles/r2",
+        {"role": "r2", "grant": {"kv": {"read": []}}},
+        note="empty grant: a create that stores the grant",
+    ),
     S("GET", "/v2/auth/roles/r2"),
-    S("PUT", "/v2/auth/roles/r3", {"role": "r3", "permissions": {"kv": {"read": ["/x"]}},
-                                   "grant": {"kv": {}}}),
+    S(
+        "PUT",
+        "/v2/auth/roles/r3",
+        {"role": "r3", "permissions": {"kv": {"read": ["/x"]}}, "grant": {"kv": {}}},
+    ),
     S("PUT", "/v2/auth/roles/r1", {"role": "r1x"}),
     S("PUT", "/v2/auth/roles/r1", "[1]"),
-    S("PUT", "/v2/auth/roles/ro",
-      {"role": "ro", "permissions": {"kv": {"read": ["/app/*", "/exact"], "write": ["/app"]}}}),
-    S("PUT", "/v2/auth/roles/guest",
-      {"role": "guest", "permissions": {"kv": {"read": ["/pub/*"], "write": []}}}),
+    S(
+        "PUT",
+        "/v2/auth/roles/ro",
+        {"role": "ro", "permissions": {"kv": {"read": ["/app/*", "/exact"], "write": ["/app"]}}},
+    ),
+    S(
+        "PUT",
+        "/v2/auth/roles/guest",
+        {"role": "guest", "permissions": {"kv": {"read": ["/pub/*"], "write": []}}},
+    ),
     S("GET", "/v2/auth/roles"),
     S("GET", "/v2/auth/roles/"),
     S("DELETE", "/v2/auth/roles/r1"),
@@ -170,8 +231,12 @@ STEPS: list[dict[str, Any]] = [
     S("GET", "/v2/auth/roles", user="root:pw"),
     S("GET", "/v2/auth/users/nobody", user="alice:a", note="401 before 404"),
     S("POST", "/v2/auth/users/nobody", user="alice:a", note="405 before 401"),
-    S("GET", "/v2/auth/users", headers={"Authorization": "basic cm9vdDpwdw=="},
-      note="scheme is case-insensitive"),
+    S(
+        "GET",
+        "/v2/auth/users",
+        headers={"Authorization": "basic cm9vdDpwdw=="},
+        note="scheme is case-insensitive",
+    ),
     S("GET", "/v2/auth/users", headers={"Authorization": "Basic  cm9vdDpwdw=="}),
     S("GET", "/v2/auth/users", headers={"Authorization": "Basic cm9vdDpwdw"}),
     S("DELETE", "/v2/auth/users/root", user="root:pw"),
@@ -234,8 +299,11 @@ def send(base_url: str, entry: dict[str, Any], timeout_s: float = 10.0) -> dict[
             lower = name.lower()
             if lower in KEPT_HEADERS and lower not in headers:
                 headers[lower] = "<cluster-id>" if lower == "x-etcd-cluster-id" else value
-        return {"status": response.status, "response_headers": headers,
-                "response_body": raw.decode("utf-8", errors="replace")}
+        return {
+            "status": response.status,
+            "response_headers": headers,
+            "response_body": raw.decode("utf-8", errors="replace"),
+        }
     finally:
         conn.close()
 

@@ -57,8 +57,10 @@ def test_transcript_replay(servers: tuple[ServerProcess, ServerProcess]) -> None
         want = send(reference.url, step)
         got = send(candidate.url, step)
         if want != recorded:
-            mismatches.append(f"etcd drifted from the recording at {_describe(step)}:\n"
-                              f"  recorded {recorded}\n  etcd now {want}")
+            mismatches.append(
+                f"etcd drifted from the recording at {_describe(step)}:\n"
+                f"  recorded {recorded}\n  etcd now {want}"
+            )
         if got != want:
             mismatches.append(f"{_describe(step)}\n  etcd     {want}\n  dockyard {got}")
     assert not mismatches, "\n".join(mismatches[:20]) + f"\n({len(mismatches)} in all)"
@@ -75,8 +77,9 @@ def _scenario(url: str) -> list[tuple[str, tuple[str, Any]]]:
     parts = urlsplit(url)
 
     def client(user: str | None = None, password: str | None = None) -> etcd.Client:
-        return etcd.Client(host=parts.hostname, port=parts.port, username=user,
-                           password=password, read_timeout=10)
+        return etcd.Client(
+            host=parts.hostname, port=parts.port, username=user, password=password, read_timeout=10
+        )
 
     anon, root, alice = client(), client("root", "pw"), client("alice", "a")
     log: list[tuple[str, tuple[str, Any]]] = []
@@ -138,6 +141,9 @@ def test_python_etcd_auth(servers: tuple[ServerProcess, ServerProcess]) -> None:
     reference, candidate = servers
     want = _scenario(reference.url)
     got = _scenario(candidate.url)
-    diffs = [f"{name}: etcd {w} / dockyard {g}"
-             for (name, w), (_n, g) in zip(want, got, strict=True) if w != g]
+    diffs = [
+        f"{name}: etcd {w} / dockyard {g}"
+        for (name, w), (_n, g) in zip(want, got, strict=True)
+        if w != g
+    ]
     assert not diffs, "\n".join(diffs)

@@ -457,9 +457,31 @@ GARBAGE = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GARBAGE))
+# Where dockyard answers differently on purpose (docs/store.md): the reference's answer, and
+# ours, both asserted so that a change on either side shows up.
+DOCUMENTED_DIFFERENCES = {
+    # Go reads a chunked body lazily, so ParseForm reports the bad chunk as error 210; our
+    # parser reads the whole message first and refuses it as malformed HTTP.
+    "bad-chunk-size": (400, b"400 Bad Request"),
+    # An HTTP/0.9-style request line: cmux in etcd drops the connection; llhttp parses it and
+    # we answer as to HTTP/1.0.
+    "no-version": (200, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(GARBAGE) - set(DOCUMENTED_DIFFERENCES)))
 def test_garbage_requests_answer_like_etcd(pair: Pair, name: str) -> None:
     assert_same(pair, GARBAGE[name])
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_DIFFERENCES))
+def test_documented_differences_from_etcd(pair: Pair, name: str) -> None:
+    ref, got = pair.both(GARBAGE[name])
+    assert ref != got, f"etcd now answers {name} as dockyard does: drop the documented difference"
+    status, body = DOCUMENTED_DIFFERENCES[name]
+    assert got.status == status, got.show()
+    if body is not None:
+        assert got.body == body, got.show()
 
 
 def test_both_servers_survive_the_bad_input(pair: Pair) -> None:

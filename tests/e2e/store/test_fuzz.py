@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import tempfile
@@ -50,6 +51,7 @@ ROOTS = (
     + ["/v2/keys/", "/v2/members", "/v2/members/leader", "/v2/stats/self", "/v2/stats/store"]
     + ["/v2/stats/leader", "/v2/machines", "/version", "/health", "/v2/auth/users", "/v2"]
     + ["/", "", "/metrics", "/v2/keysx", "/v2/auth/enable", "/v2/members/abc"]
+    + ["/v2/members"] * 3  # the other API that writes
 )
 PLAIN_SEGMENTS = ["a", "b", "c", "fz", "_h", "ü", "✓", "%E2%9C%93", "~", "00000000000000000001"]
 ODD_SEGMENTS = [
@@ -76,6 +78,7 @@ CONTENT_TYPES = [
     None,
 ]
 # Plain-text answers Go's mux and server give on the keys path (see the spec, section 10).
+BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 PLAIN_KEYS_STATUSES = {200, 301, 400, 404, 405, 413, 431, 501, 505}
 
 
@@ -268,6 +271,19 @@ def read_chunked(sock: socket.socket, buf: bytearray, until: float) -> bytes:
 # --- judging ------------------------------------------------------------------------------------
 
 
+def etcd_answers_500_too(probe: Probe, answer: Answer) -> bool:
+    """The one 500 etcd 3.4.23 gives to a client (verified): an auth-API request whose query has
+    a bad %-escape gets `500 {"message":"Internal Server Error"}` (the form parse error is
+    reported as an internal one)."""
+    target = probe.raw.split(b" ", 2)[1] if probe.raw.count(b" ") >= 2 else b""
+    return (
+        probe.path.startswith("/v2/auth")
+        and answer.status == 500
+        and answer.body == b'{"message":"Internal Server Error"}'
+        and BAD_ESCAPE.search(target.partition(b"?")[2]) is not None
+    )
+
+
 def problems(probe: Probe, answer: Answer) -> list[str]:
     found = []
     if probe.garbage:
@@ -277,7 +293,7 @@ def problems(probe: Probe, answer: Answer) -> list[str]:
         if answer.status >= 500:
             found.append(f"garbage answered {answer.status}")
         return found
-    if answer.status >= 500:
+    if answer.status >= 500 and not etcd_answers_500_too(probe, answer):
         found.append(f"{answer.status} answer")
     if answer.status == 0 and "hang" in answer.note:
         found.append("no answer (hang)")

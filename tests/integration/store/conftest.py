@@ -1,13 +1,11 @@
 """Fixtures for the store client, recipes and CLI tests: a server of each kind, and clients.
 
-`store_server` runs every test against the reference etcd 3.4 and, once it serves,
-`dockyard store serve`. The DOCKYARD_STORE_READY switch lives here and only here: drop it (keep
-both params unconditionally) when dockyard's server lands.
+`store_server` runs every test against the reference etcd 3.4 and against
+`dockyard store serve`: the client must work with both, and both must behave alike.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,14 +16,7 @@ from dockyard.store.client import AsyncStoreClient, StoreClient
 from tests.support.servers import ServerProcess, start_dockyard, start_etcd
 
 
-def _server_kinds() -> list[str]:
-    kinds = ["etcd"]
-    if os.environ.get("DOCKYARD_STORE_READY") == "1":
-        kinds.append("dockyard")
-    return kinds
-
-
-@pytest.fixture(scope="module", params=_server_kinds())
+@pytest.fixture(scope="module", params=["etcd", "dockyard"])
 def store_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
