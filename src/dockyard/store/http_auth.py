@@ -51,6 +51,7 @@ from dockyard.store.auth import (
     hash_password,
 )
 from dockyard.store.http_types import Request, Response
+from dockyard.store.v2json import go_json
 
 AUTH_PREFIX = "/v2/auth"
 _SALT_BYTES = 16
@@ -77,51 +78,6 @@ class AuthContext(Protocol):
 
 
 # --- Go encoding/json --------------------------------------------------------------------
-
-
-def _go_string(s: str) -> str:
-    # Go's encodeState.string with HTML escaping (the default for Marshal and Encoder).
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif o < 0x20 or ch in "<>&" or o in (0x2028, 0x2029):
-            out.append(f"\\u{o:04x}")
-        elif 0xD800 <= o <= 0xDFFF:  # a lone surrogate is invalid UTF-8: Go writes U+FFFD
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def go_json(value: Any) -> str:
-    """Encode like Go's encoding/json: compact, keys in the given order, HTML-safe."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _go_string(value)
-    if isinstance(value, Mapping):
-        items = (f"{_go_string(k)}:{go_json(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(go_json(v) for v in value) + "]"
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 class _BadJSON(Exception):

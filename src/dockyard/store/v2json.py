@@ -31,8 +31,13 @@ _SHORT_BF = re.compile(r"(?<!\\)((?:\\\\)*)\\([bf])")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def go_json(obj: Any) -> str:
     text = _encode(obj)
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)  # invalid UTF-8 comes out as U+FFFD in Go
     if _GO_SPECIAL.search(text):
         text = _GO_SPECIAL.sub(lambda m: _GO_ESCAPES[m.group(0)], text)
     if "\\b" in text or "\\f" in text:

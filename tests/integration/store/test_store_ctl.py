@@ -305,7 +305,10 @@ def test_watch_forever_and_exec_watch(
         forever.send_signal(signal.SIGINT)
         assert forever.wait(timeout=10) == 0  # Ctrl-C ends a forever watch with 0
     e, d = (tuple(normalise("".join(lines), p) for lines in outputs[p]) for p in prefixes)
-    assert d == e
+    assert d[0] == e[0], "watch --forever prints events in order"
+    # etcdctl's exec-watch runs each command in its own goroutine, so the order of their
+    # output is not defined; ours runs them in order. Compare the lines as sets.
+    assert sorted(d[1].splitlines()) == sorted(e[1].splitlines())
     assert outputs[prefixes[1]][1][0].startswith(f"set {prefixes[1]}/f one ")
 
 
