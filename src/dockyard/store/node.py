@@ -2,8 +2,12 @@
 
 Role: own the write-ahead log, the snapshots and the state machines (`tree.KeyTree`,
 `auth.AuthState`). Proposals from the HTTP layer are queued; one writer task takes everything
-queued so far as a batch (group commit: concurrent writers share one fsync), appends it to the
-WAL, fsyncs in a worker thread, then applies the batch in log order and answers each proposer.
+queued so far as a batch (group commit: concurrent writers share one fsync), appends it to the WAL, fsyncs,
+then applies the batch in log order and answers each proposer. The fsync runs on the event
+loop: the WAL's segments are preallocated, so it costs ~130 us here, and handing it to a
+thread cost more than it saved (measured: sequential PUT 1,300/s through a thread, 2,000/s
+inline; 64 concurrent writers the same either way). Requests that arrive meanwhile wait in
+the socket buffers and make the next batch.
 A ticker proposes `ExpireKeys` with this node's clock about every 500 ms when a TTL is due,
 so expiry goes through the log like any write (the leader's job once the store is replicated).
 
@@ -226,7 +230,6 @@ class StoreNode:
         replicated store will confirm leadership here, as Raft's ReadIndex does.)"""
 
     async def _writer(self) -> None:
-        loop = asyncio.get_running_loop()
         wal = self._wal
         assert wal is not None
         while True:
@@ -241,7 +244,7 @@ class StoreNode:
             ]
             try:
                 wal.append(records)
-                await loop.run_in_executor(self._io, wal.sync)
+                wal.sync()
             except Exception as error:
                 self._fail(f"etcdserver: WAL write failed: {error}", batch)
                 return

@@ -329,7 +329,8 @@ def test_every_cut_inside_the_last_record_is_repaired(tmp_path: Path) -> None:
 
         wal, records = WriteAheadLog.open(directory, segment_bytes=300)
         assert records == written[:-1], f"cut={cut}"
-        assert (directory / last.name).stat().st_size == last_start, f"cut={cut}"
+        assert wal.active_segment_bytes == last_start, f"cut={cut}"
+        assert (directory / last.name).read_bytes()[:last_start] == data[:last_start]
         assert wal.last_index == 29
         wal.append([written[-1], LogRecord(31, 2, b"after")])
         wal.close()
@@ -387,7 +388,7 @@ def test_garbage_after_the_last_record_is_cut(tmp_path: Path, tail: bytes) -> No
 
     wal, records = WriteAheadLog.open(tmp_path)
     assert records == written
-    assert path.stat().st_size == size
+    assert wal.active_segment_bytes == size
     wal.append([LogRecord(21, 1, b"next")])
     wal.close()
     _, records = WriteAheadLog.open(tmp_path)
@@ -461,8 +462,9 @@ def test_a_flipped_byte_in_the_last_record_is_a_torn_tail(tmp_path: Path) -> Non
     flip_byte(path, path.stat().st_size - 1)
     wal, records = WriteAheadLog.open(tmp_path)
     assert records == written[:-1]
-    assert path.stat().st_size == last_start
+    assert wal.active_segment_bytes == last_start
     wal.close()
+    assert path.stat().st_size == last_start, "a clean close trims the preallocated space"
 
 
 def test_a_flipped_byte_in_a_non_last_segment_is_corruption_even_at_its_end(
@@ -654,3 +656,24 @@ def test_random_batches_and_crash_recover_a_prefix_with_every_synced_record(
     reopened.close()
     _, again = WriteAheadLog.open(tmp_path, segment_bytes=segment_bytes)
     assert again == records + more, f"{context}: append after recovery"
+
+
+def test_preallocated_space_after_a_crash_is_a_clean_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    wal, _ = WriteAheadLog.open(live, segment_bytes=1 << 16)
+    written = make_records(1, 12, random.Random(5))
+    wal.append(written)
+    wal.sync()
+    assert segments(live)[0].stat().st_size == 1 << 16, "the active segment is preallocated"
+    # The disk as a crash leaves it: no close(), zeros after the last record.
+    shutil.copytree(live, crashed)
+    wal.close()
+    reopened, records = WriteAheadLog.open(crashed, segment_bytes=1 << 16)
+    assert records == written
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], "nothing was torn"
+    reopened.append([LogRecord(13, 2, b"next")])
+    reopened.close()
+    _, records = WriteAheadLog.open(crashed, segment_bytes=1 << 16)
+    assert [r.index for r in records] == list(range(1, 14))
