@@ -2,12 +2,12 @@
 
 Role: own the write-ahead log, the snapshots and the state machines (`tree.KeyTree`,
 `auth.AuthState`). Proposals from the HTTP layer are queued; one writer task takes everything
-queued so far as a batch (group commit: concurrent writers share one fsync), appends it to
-the WAL, fsyncs, then applies the batch in log order and answers each proposer. The fsync runs on the event
-loop: the WAL's segments are preallocated, so it costs ~130 us here, and handing it to a
-thread cost more than it saved (measured: sequential PUT 1,300/s through a thread, 2,000/s
-inline; 64 concurrent writers the same either way). Requests that arrive meanwhile wait in
-the socket buffers and make the next batch.
+queued so far as a batch (group commit: concurrent writers share one fsync), appends it to the
+WAL, fsyncs, then applies the batch in log order and answers each proposer. The fsync runs on
+the event loop: the WAL's segments are preallocated, so it costs ~130 us here, and handing it to
+a thread cost more than it saved (measured: sequential PUT 1,300/s through a thread, 2,000/s
+inline; 64 concurrent writers the same either way). Requests that arrive meanwhile wait in the
+socket buffers and make the next batch.
 A ticker proposes `ExpireKeys` with this node's clock about every 500 ms when a TTL is due,
 so expiry goes through the log like any write (the leader's job once the store is replicated).
 
