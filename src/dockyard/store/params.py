@@ -61,6 +61,8 @@ def _go_quote(s: str) -> str:
 
 def _unescape(s: str, plus_is_space: bool) -> str:
     """Go's url.QueryUnescape: strict %XX, '+' as space."""
+    if s.isascii() and "%" not in s and "+" not in s:
+        return s  # nothing to decode (the common case: value=hello)
     i = s.find("%")
     while i != -1:
         if i + 2 >= len(s) or s[i + 1] not in _HEX or s[i + 2] not in _HEX:
