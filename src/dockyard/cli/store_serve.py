@@ -78,7 +78,7 @@ def register(group: click.Group) -> None:
     @click.option(
         "--snapshot-count",
         type=int,
-        default=10_000,
+        default=100_000,
         show_default=True,
         help="Committed entries between snapshots.",
     )

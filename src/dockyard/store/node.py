@@ -66,7 +66,7 @@ class NodeConfig:
     peer_urls: tuple[str, ...]
     client_urls: tuple[str, ...]
     cluster_token: str = "etcd-cluster"
-    snapshot_count: int = 10_000  # entries between snapshots
+    snapshot_count: int = 100_000  # entries between snapshots (etcd 3.4: 100,000)
     segment_bytes: int = 64 * 2**20
 
 

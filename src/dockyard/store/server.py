@@ -34,7 +34,7 @@ class ServeConfig:
     key_file: str | None = None
     client_cert_auth: bool = False
     trusted_ca_file: str | None = None
-    snapshot_count: int = 10_000
+    snapshot_count: int = 100_000
 
 
 class ConfigError(Exception):
