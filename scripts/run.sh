@@ -45,6 +45,19 @@ show curl -sS -L http://127.0.0.1:4001/v2/keys/message
 show curl -sS -L -X PUT 'http://127.0.0.1:4001/v2/keys/services/web/host1' -d value=10.0.0.1:80 -d ttl=30
 show curl -sS -L 'http://127.0.0.1:4001/v2/keys/services/?recursive=true&sorted=true'
 show .venv/bin/dockyard store ls --recursive /services
+echo "\$ curl -sS -L 'http://127.0.0.1:4001/v2/keys/message?wait=true' &   # a watcher"
+watch_out=$(mktemp)
+curl -sS -L 'http://127.0.0.1:4001/v2/keys/message?wait=true' >"$watch_out" &
+watcher=$!
+# The store answers a watch with headers once the watcher is armed; give curl a moment to
+# connect, then change the key and wait for the watcher to finish.
+for _ in $(seq 1 50); do
+  [[ $(curl -sS http://127.0.0.1:4001/v2/stats/store | grep -o '"watchers":[0-9]*') != '"watchers":0' ]] && break
+  sleep 0.05
+done
+show curl -sS -L -X PUT http://127.0.0.1:4001/v2/keys/message -d value="Hello again"
+wait "$watcher"
+echo "the watcher saw:"; cat "$watch_out"; rm -f "$watch_out"; echo
 echo "The store is serving: http://127.0.0.1:2379 and http://127.0.0.1:4001 (etcd v2 keys API)."
 echo "Data: $( [[ $(id -u) -eq 0 ]] && echo /var/lib/dockyard/store || echo ~/.local/share/dockyard/store )"
 echo "Use it with curl, python-etcd, etcdctl (ETCDCTL_API=2) or 'dockyard store ...'."
