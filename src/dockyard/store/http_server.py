@@ -54,7 +54,13 @@ from typing import Any, Final
 
 import httptools
 
-from dockyard.store.http_types import Handler, Request, Response, StreamingResponse
+from dockyard.store.http_types import (
+    Handler,
+    Request,
+    Response,
+    StreamingResponse,
+    render_headers,
+)
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -157,14 +163,7 @@ def _plain(status: int) -> Response:
     )
 
 
-def _extra_headers(headers: tuple[tuple[str, str], ...]) -> str:
-    out = []
-    for name, value in headers:
-        # A CR or LF from a handler would let a value forge headers or a second response.
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
-            raise ValueError(f"invalid response header {name!r}")
-        out.append(f"{name}: {value}\r\n")
-    return "".join(out)
+_extra_headers = render_headers  # validates: CR/LF in a value would forge headers
 
 
 def _escape_non_ascii(url: bytes) -> str:
@@ -601,6 +600,7 @@ class _HttpConnection(asyncio.Protocol):
         framing: str,
         keep_alive: bool,
         http11: bool,
+        trusted: str = "",
     ) -> bytes:
         if keep_alive:
             # HTTP/1.0 keep-alive must be confirmed explicitly; 1.1 is persistent by default.
@@ -611,7 +611,7 @@ class _HttpConnection(asyncio.Protocol):
         others = _extra_headers(extra) if extra else ""
         return (
             f"{_status_line(status)}Date: {_date.get()}\r\n{self._server._server_line}"
-            f"{ctype}{framing}{others}{connection}\r\n"
+            f"{ctype}{framing}{others}{trusted}{connection}\r\n"
         ).encode("latin-1")
 
     def _send(self, response: Response, head: bool, keep_alive: bool, http11: bool) -> None:
@@ -627,7 +627,13 @@ class _HttpConnection(asyncio.Protocol):
             else:
                 framing = f"Content-Length: {len(body)}\r\n"
             data = self._head(
-                status, response.content_type, response.headers, framing, keep_alive, http11
+                status,
+                response.content_type,
+                response.headers,
+                framing,
+                keep_alive,
+                http11,
+                response.trusted_headers,
             )
         except (ValueError, UnicodeEncodeError):
             logger.exception("handler returned an unencodable response (status %d)", status)

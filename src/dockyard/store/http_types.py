@@ -36,6 +36,9 @@ class Response:
     body: bytes = b""
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # Header lines rendered once by the route ("Name: value\r\n" each) and checked with
+    # `render_headers`, sent after `headers`: for the headers every response repeats.
+    trusted_headers: str = ""
     # For HEAD the server sends the headers (Content-Length of `body`) and no body.
 
 
@@ -53,6 +56,16 @@ class StreamingResponse:
     # The producer yields exactly one chunk (an etcd one-shot watch): the server sends it and
     # the end of the body in one write, and closes the iterator without asking for more.
     single_chunk: bool = False
+
+
+def render_headers(headers: tuple[tuple[str, str], ...]) -> str:
+    """Header lines for `Response.trusted_headers`; refuses CR, LF and bad names."""
+    out = []
+    for name, value in headers:
+        if "\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid response header {name!r}")
+        out.append(f"{name}: {value}\r\n")
+    return "".join(out)
 
 
 HandlerResult = Response | StreamingResponse | Awaitable[Response | StreamingResponse]

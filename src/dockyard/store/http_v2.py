@@ -30,7 +30,13 @@ from dockyard.store.http_auth import (
     keys_auth_key,
     no_auth_response,
 )
-from dockyard.store.http_types import HandlerResult, Request, Response, StreamingResponse
+from dockyard.store.http_types import (
+    HandlerResult,
+    Request,
+    Response,
+    StreamingResponse,
+    render_headers,
+)
 from dockyard.store.node import StoreNode, WatchSink
 from dockyard.store.params import (
     FormError,
@@ -112,6 +118,8 @@ class V2Api:
         self.client_cert_auth = client_cert_auth
         self.cluster_id_hex = f"{node.cluster_id:x}"
         self._cluster_header = ("X-Etcd-Cluster-Id", self.cluster_id_hex)
+        # Every keys-API answer ends with these; render them once.
+        self._keys_trailer = render_headers((self._cluster_header, *CORS))
 
     # -- AuthContext ------------------------------------------------------------------------
 
@@ -179,7 +187,7 @@ class V2Api:
     # -- keys -------------------------------------------------------------------------------
 
     def _json(self, status: int, body: bytes, *extra: tuple[str, str]) -> Response:
-        return Response(status, body, JSON, (*extra, self._cluster_header, *CORS))
+        return Response(status, body, JSON, extra, self._keys_trailer)
 
     def _store_error(self, error: StoreError) -> Response:
         return self._json(error.http_status, error_body(error), ("X-Etcd-Index", str(error.index)))
