@@ -42,6 +42,7 @@ import asyncio
 import collections
 import contextlib
 import email.utils
+import functools
 import http
 import logging
 import re
@@ -285,7 +286,7 @@ class _HttpConnection(asyncio.Protocol):
         self._remote_addr: tuple[str, int] | None = None
         self._peer_cert: dict[str, Any] | None = None
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[Any] | None = None
         # Per-message parse state.
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -536,7 +537,15 @@ class _HttpConnection(asyncio.Protocol):
             if isinstance(result, Response):
                 self._send(result, request.method == "HEAD", keep_alive, http11)
             else:
-                self._start_task(self._run_async(result, request, keep_alive, http11))
+                if isinstance(result, asyncio.Future):
+                    # A plain future (a write waiting for its log entry): no task needed,
+                    # answer from its callback.
+                    self._task = result
+                    result.add_done_callback(
+                        functools.partial(self._on_future_done, request, keep_alive, http11)
+                    )
+                else:
+                    self._start_task(self._run_async(result, request, keep_alive, http11))
         if self._task is None and not self._stop:
             if self._shutting_down and not queue and not self._in_message:
                 self._close()
@@ -561,6 +570,28 @@ class _HttpConnection(asyncio.Protocol):
             self._close()
             return
         self._process()
+
+    def _on_future_done(
+        self,
+        request: Request,
+        keep_alive: bool,
+        http11: bool,
+        future: asyncio.Future[Response | StreamingResponse],
+    ) -> None:
+        if self._task is not future:
+            return  # the connection went away and cancelled it
+        self._task = None
+        if future.cancelled():
+            return
+        response = future.result() if future.exception() is None else None
+        if isinstance(response, Response):
+            self._send(
+                response, request.method == "HEAD", keep_alive and not self._shutting_down, http11
+            )
+            self._process()
+        else:
+            # Streams and failures take the general path (which logs and answers 500).
+            self._start_task(self._run_async(future, request, keep_alive, http11))
 
     async def _run_async(
         self,
@@ -934,7 +965,7 @@ class HttpServer:
         self._drained = asyncio.Event()
         for server in self._servers:
             server.close()
-        tasks: set[asyncio.Task[None]] = set()
+        tasks: set[asyncio.Future[Any]] = set()
         for conn in list(self._connections):
             if conn._task is not None:
                 tasks.add(conn._task)

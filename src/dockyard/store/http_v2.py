@@ -12,6 +12,7 @@ error is answered in etcd's format).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
@@ -272,19 +273,39 @@ class V2Api:
             )
         return c.SetKey(req.key, req.value, req.dir, expire_ns, refresh)
 
-    async def _write(self, req: KeyRequest) -> Response:
-        try:
-            result: ApplyResult = await self.node.propose(self._command(req))
-        except StoreError as e:
-            return self._store_error(e)
-        if result.error is not None:
-            return self._store_error(result.error)
-        event = result.event
-        assert event is not None
-        status = 201 if event.is_created else 200
-        return self._json(
-            status, event_body(event, req.no_value_on_success), *self._raft_headers(event.index)
-        )
+    def _write(self, req: KeyRequest) -> asyncio.Future[Response]:
+        """Propose the write; the returned future resolves to the answer once it is applied
+        (a future with a callback, not a coroutine: writes are the hot path)."""
+        answer: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        proposal = self.node.propose(self._command(req))
+
+        def applied(done: asyncio.Future[ApplyResult]) -> None:
+            if answer.done():
+                return  # the client went away; the write is applied all the same
+            error = done.exception()
+            if error is not None:
+                if isinstance(error, StoreError):
+                    answer.set_result(self._store_error(error))
+                else:
+                    answer.set_exception(error)
+                return
+            result = done.result()
+            if result.error is not None:
+                answer.set_result(self._store_error(result.error))
+                return
+            event = result.event
+            assert event is not None
+            status = 201 if event.is_created else 200
+            answer.set_result(
+                self._json(
+                    status,
+                    event_body(event, req.no_value_on_success),
+                    *self._raft_headers(event.index),
+                )
+            )
+
+        proposal.add_done_callback(applied)
+        return answer
 
     def _watch(self, req: KeyRequest) -> Response | StreamingResponse:
         try:
