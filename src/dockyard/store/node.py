@@ -260,9 +260,11 @@ class StoreNode:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-            # Watchers after proposers: the writer hears back first, as with etcd.
-            for watcher, event in deliveries:
-                self._deliver(watcher, event)
+            # Watchers after proposers: the writer hears back first, as with etcd. A proposer's
+            # answer is a chain of callbacks (applied -> response -> send), so deliveries wait
+            # one loop step behind them rather than racing the whole fan-out ahead.
+            if deliveries:
+                asyncio.get_running_loop().call_soon(self._deliver_all, deliveries)
             if self.applied_index - self._snapshot_index >= self.config.snapshot_count:
                 await self._take_snapshot()
 
@@ -273,6 +275,10 @@ class StoreNode:
             if not future.done():
                 future.set_exception(RaftInternalError(reason))
         self._pending = []
+
+    def _deliver_all(self, deliveries: list[tuple[Watcher, Event]]) -> None:
+        for watcher, event in deliveries:
+            self._deliver(watcher, event)
 
     def _deliver(self, watcher: Watcher, event: Event) -> None:
         sink = watcher.sink
