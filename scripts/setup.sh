@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux)
+apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,1 @@
+"""The container engine: a Docker Engine API daemon running containers under runc."""
