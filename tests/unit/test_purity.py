@@ -17,6 +17,7 @@ PURE_MODULES = [
     "store/auth.py",
     "store/http_types.py",
     "store/state.py",
+    "engine/api/versions.py",
 ]
 FORBIDDEN = {
     "asyncio",

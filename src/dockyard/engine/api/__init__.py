@@ -1,0 +1,1 @@
+"""The Docker Engine API boundary of the engine: routes, versioning, wire formats."""
