@@ -18,6 +18,10 @@ PURE_MODULES = [
     "store/http_types.py",
     "store/state.py",
     "engine/api/versions.py",
+    "engine/security/capabilities.py",
+    "engine/security/seccomp.py",
+    "engine/security/defaults.py",
+    "engine/model/oci_spec.py",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -1,0 +1,1 @@
+"""Container model: pure values and decisions, including the OCI runtime spec builder."""
