@@ -22,6 +22,7 @@ PURE_MODULES = [
     "engine/security/seccomp.py",
     "engine/security/defaults.py",
     "engine/model/oci_spec.py",
+    "engine/runtime/logfile.py",
 ]
 FORBIDDEN = {
     "asyncio",
