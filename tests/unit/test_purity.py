@@ -23,6 +23,7 @@ PURE_MODULES = [
     "engine/security/defaults.py",
     "engine/model/oci_spec.py",
     "engine/runtime/logfile.py",
+    "engine/images/model.py",
 ]
 FORBIDDEN = {
     "asyncio",

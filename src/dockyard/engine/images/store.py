@@ -1,0 +1,855 @@
+"""The engine's image store on disk: content store, layer store and tag store.
+
+Role: keep images as Docker does — config blobs addressed by digest, layers extracted once
+per chain ID, and a tag index — under the engine's data root. The overlay snapshotter
+stacks the extracted layers; this module never mounts anything.
+
+On-disk layout under `root` (e.g. `/var/lib/dockyard/engine/images`):
+
+    blobs/sha256/<hex>              content-addressed blobs (image configs), verified on read
+    images/sha256/<hex>             empty marker: the config blob <hex> is an image
+    layers/sha256/<hex>/diff/       the layer extracted, whiteouts in overlayfs form
+    layers/sha256/<hex>/diff_id     the digest of the uncompressed layer tar
+    layers/sha256/<hex>/parent      the parent layer's chain ID (absent for a base layer)
+    layers/sha256/<hex>/size        the size of the uncompressed layer tar, in bytes
+    repositories.json               Docker's tag index: {"Repositories": {name: {ref: id}}}
+    tmp/                            staging; every write lands here first, then is renamed
+    lock                            flock(2) held by every mutation
+
+Invariants:
+- Every write is a rename from `tmp/` of a complete, fsynced file or directory, so a reader
+  (or a crash) never sees half of one; an operation that fails removes what it had added.
+- A layer directory exists once per chain ID, however many images share it. Its reference
+  count is not stored: it is derived from the images (and the `held_layers` hook), so it
+  cannot drift; `gc` removes layers and blobs nothing references.
+- Layer extraction never writes outside the layer's `diff/`: absolute and `..` paths,
+  writes through symlinks, and device nodes (unless root) are refused.
+- Whiteouts (OCI image spec, layer.md) are stored as overlayfs expects them: `.wh.<name>`
+  becomes a 0/0 character device, `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr.
+  Both need root; without it a layer holding whiteouts is refused.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import tarfile
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from dockyard.engine.images.model import (
+    ContainerConfig,
+    HistoryEntry,
+    ImageConfig,
+    InvalidReference,
+    Reference,
+    RootFS,
+    chain_ids,
+    format_time,
+    go_json,
+    parse_reference,
+    short_id,
+    validate_digest,
+)
+
+__all__ = [
+    "BlobCorrupted",
+    "DeleteItem",
+    "ImageConflict",
+    "ImageNotFound",
+    "ImageRecord",
+    "ImageStore",
+    "ImageStoreError",
+    "ImageUser",
+    "LayerError",
+    "LayerRecord",
+    "extract_layer",
+    "host_platform",
+]
+
+_CHUNK_BYTES = 1 << 20
+_WHITEOUT_PREFIX = ".wh."
+_OPAQUE_MARKER = ".wh..wh..opq"
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+_HEX_PREFIX_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
+_GZIP_MAGIC = b"\x1f\x8b"
+_END_BLOCKS_BYTES = 2 * tarfile.BLOCKSIZE
+_TAIL_MAX_BYTES = 256 * 1024
+
+
+class ImageStoreError(Exception):
+    """Base of every error the image store raises."""
+
+
+class ImageNotFound(ImageStoreError):
+    """No image matches; the message is Docker's (`No such image: busybox:latest`)."""
+
+
+class ImageConflict(ImageStoreError):
+    """Docker's delete conflicts (HTTP 409 at the API boundary)."""
+
+
+class LayerError(ImageStoreError):
+    """A layer tar that cannot or must not be extracted."""
+
+
+class BlobCorrupted(ImageStoreError):
+    """A stored blob whose bytes no longer match its digest."""
+
+
+@dataclass(frozen=True)
+class ImageUser:
+    """A container that uses an image, as the engine's container store reports it."""
+
+    container_id: str
+    running: bool
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    """One line of Docker's image delete response: `Untagged` or `Deleted`."""
+
+    untagged: str | None = None
+    deleted: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str
+    config: ImageConfig
+    references: tuple[str, ...]  # familiar strings, e.g. "busybox:latest"
+    chain_ids: tuple[str, ...]  # bottom first
+
+    @property
+    def top_layer(self) -> str | None:
+        return self.chain_ids[-1] if self.chain_ids else None
+
+
+def host_platform() -> tuple[str, str]:
+    """The host's (os, architecture) in Go's names, as Docker writes them in configs."""
+    machine = platform.machine().lower()
+    arch = {
+        "x86_64": "amd64",
+        "amd64": "amd64",
+        "aarch64": "arm64",
+        "arm64": "arm64",
+        "armv7l": "arm",
+        "i686": "386",
+        "i386": "386",
+        "ppc64le": "ppc64le",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+    }.get(machine, machine)
+    return "linux", arch
+
+
+def _hex(digest: str) -> str:
+    validate_digest(digest)
+    algorithm, _, hex_part = digest.partition(":")
+    if algorithm != "sha256":
+        raise ImageStoreError(f"unsupported digest algorithm: {algorithm}")
+    return hex_part
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a file or tree, whichever it is; a missing path is not an error."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+# ---------------------------------------------------------------------------
+# Layer extraction
+
+
+class _PeekReader:
+    """A read-only stream with its first bytes already read, so they can be sniffed."""
+
+    def __init__(self, inner: IO[bytes], head: bytes) -> None:
+        self._inner = inner
+        self._head = head
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._inner.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._inner.read(size)
+
+
+class _HashingReader:
+    """Counts and hashes every byte read: the DiffID is the digest of the uncompressed tar."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.sha256 = hashlib.sha256()
+        self.size_bytes = 0
+        # The last bytes read (bounded), to check the archive's end marker.
+        self._tail = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._inner.read(size)
+        self.sha256.update(data)
+        self.size_bytes += len(data)
+        self._tail += data
+        if len(self._tail) > _TAIL_MAX_BYTES:
+            del self._tail[: len(self._tail) - _TAIL_MAX_BYTES // 2]
+        return data
+
+    def ends_cleanly_at(self, offset: int) -> bool:
+        """Whether the end-of-archive blocks at `offset` are zeros (or the stream ends).
+
+        tarfile takes a truncated header for the end of the archive; Go's archive/tar
+        (and so Docker) reports an unexpected EOF.
+        """
+        self.read(_END_BLOCKS_BYTES)
+        start = self.size_bytes - len(self._tail)
+        if offset < start:
+            return False
+        return not any(self._tail[offset - start : offset - start + _END_BLOCKS_BYTES])
+
+    def drain(self) -> None:
+        while self.read(_CHUNK_BYTES):
+            pass
+
+
+def _clean_parts(name: str) -> tuple[str, ...]:
+    if name.startswith("/"):
+        raise LayerError(f"refusing absolute path in layer: {name!r}")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise LayerError(f"refusing path outside the layer: {name!r}")
+    return parts
+
+
+def _ensure_dir(root: Path, parts: Sequence[str]) -> Path:
+    """Return root/parts, creating missing directories; never step through a symlink."""
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            os.mkdir(path, 0o755)
+            continue
+        if stat.S_ISLNK(mode):
+            raise LayerError(f"refusing to write through a symlink: {path.relative_to(root)}")
+        if not stat.S_ISDIR(mode):
+            raise LayerError(f"not a directory in layer: {path.relative_to(root)}")
+    return path
+
+
+def _clear(path: Path, *, keep_dir: bool) -> None:
+    """Make room for a new entry at `path` (a later tar entry replaces an earlier one)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        if not keep_dir:
+            shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def extract_layer(stream: IO[bytes], dest: Path, *, is_root: bool | None = None) -> tuple[str, int]:
+    """Extract a (gzip or uncompressed) layer tar into the new directory `dest`.
+
+    Returns (diff_id, uncompressed size in bytes). `dest` must not exist. On error `dest`
+    may hold a partial tree: the caller stages it in `tmp/` and removes it.
+    """
+    root_user = os.geteuid() == 0 if is_root is None else is_root
+    head = stream.read(2)
+    peek = _PeekReader(stream, head)
+    # Docker's DetectCompression: gzip by its magic, else an uncompressed tar.
+    source: Any = gzip.GzipFile(fileobj=cast(Any, peek), mode="rb") if head == _GZIP_MAGIC else peek
+    hashing = _HashingReader(source)
+    os.mkdir(dest, 0o755)
+    dir_times: list[tuple[Path, float]] = []
+    try:
+        with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                _extract_member(tar, member, dest, root_user, dir_times)
+            if not hashing.ends_cleanly_at(tar.offset):
+                raise LayerError("invalid layer tar: unexpected EOF")
+        # The digest covers the whole stream, tar padding after the end marker included.
+        hashing.drain()
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+        raise LayerError(f"invalid layer tar: {exc}") from exc
+    # Directory mtimes last: creating their entries has changed them.
+    for path, mtime in reversed(dir_times):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    return "sha256:" + hashing.sha256.hexdigest(), hashing.size_bytes
+
+
+def _extract_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    dest: Path,
+    root_user: bool,
+    dir_times: list[tuple[Path, float]],
+) -> None:
+    parts = _clean_parts(member.name)
+    if not parts:
+        return  # the layer root itself ("./"): its attributes belong to the snapshot
+    parent = _ensure_dir(dest, parts[:-1])
+    base = parts[-1]
+    if base == _OPAQUE_MARKER:
+        if not root_user:
+            raise LayerError("an opaque directory whiteout needs root (trusted.* xattr)")
+        os.setxattr(parent, _OPAQUE_XATTR, b"y", follow_symlinks=False)
+        return
+    if base.startswith(_WHITEOUT_PREFIX):
+        hidden = base[len(_WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", ".."):
+            raise LayerError(f"invalid whiteout: {member.name!r}")
+        if not root_user:
+            raise LayerError(f"a whiteout needs root (a 0/0 character device): {member.name!r}")
+        target = parent / hidden
+        _clear(target, keep_dir=False)
+        # overlayfs whiteout: a character device with device number 0/0.
+        os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        return
+    path = parent / base
+    if member.isdir():
+        _clear(path, keep_dir=True)
+        if not path.is_dir():
+            os.mkdir(path, 0o755)
+        dir_times.append((path, float(member.mtime)))
+    elif member.isreg():
+        _clear(path, keep_dir=False)
+        source = tar.extractfile(member)
+        if source is None:
+            raise LayerError(f"unreadable file in layer: {member.name!r}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK_BYTES)
+            written = out.tell()
+        # tarfile's stream mode returns short data for a truncated archive instead of failing.
+        if written != member.size:
+            raise LayerError(f"truncated layer tar: {member.name!r}")
+    elif member.issym():
+        _clear(path, keep_dir=False)
+        # The target is resolved inside the container's root, so any target is allowed.
+        os.symlink(member.linkname, path)
+    elif member.islnk():
+        link_parts = _clean_parts(member.linkname)
+        if not link_parts:
+            raise LayerError(f"hard link to the layer root: {member.name!r}")
+        link_source = _ensure_dir(dest, link_parts[:-1]) / link_parts[-1]
+        if not os.path.lexists(link_source):
+            raise LayerError(f"hard link to a missing file: {member.linkname!r}")
+        _clear(path, keep_dir=False)
+        os.link(link_source, path, follow_symlinks=False)
+        return  # a hard link shares the attributes of its source
+    elif member.ischr() or member.isblk():
+        if not root_user:
+            raise LayerError(f"refusing device node (not root): {member.name!r}")
+        _clear(path, keep_dir=False)
+        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+    elif member.isfifo():
+        _clear(path, keep_dir=False)
+        os.mkfifo(path, 0o600)
+    else:
+        raise LayerError(f"unsupported tar entry type {member.type!r}: {member.name!r}")
+    _apply_attributes(member, path, root_user)
+
+
+def _apply_attributes(member: tarfile.TarInfo, path: Path, root_user: bool) -> None:
+    if root_user:
+        os.chown(path, member.uid, member.gid, follow_symlinks=False)
+        for key, value in member.pax_headers.items():
+            if key.startswith("SCHILY.xattr."):
+                os.setxattr(
+                    path,
+                    key.removeprefix("SCHILY.xattr."),
+                    value.encode("utf-8", "surrogateescape"),
+                    follow_symlinks=False,
+                )
+    if not member.issym():
+        # After chown, which clears set-id bits.
+        os.chmod(path, member.mode & 0o7777)
+        if not member.isdir():
+            os.utime(path, (member.mtime, member.mtime))
+
+
+# ---------------------------------------------------------------------------
+# The store
+
+
+def _no_users(_image_id: str) -> Sequence[ImageUser]:
+    return ()
+
+
+def _no_held_layers() -> Iterable[str]:
+    return ()
+
+
+class ImageStore:
+    """Images, layers and tags under one directory. Safe across threads and processes.
+
+    `image_users(image_id)` is the hook by which the container store says which containers
+    use an image (Docker's delete conflicts); `held_layers()` names chain IDs that running
+    snapshots still stack on, so that `gc` keeps them after a forced delete.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        image_users: Callable[[str], Sequence[ImageUser]] = _no_users,
+        held_layers: Callable[[], Iterable[str]] = _no_held_layers,
+    ) -> None:
+        self.root = Path(root)
+        self._image_users = image_users
+        self._held_layers = held_layers
+        self._blobs = self.root / "blobs" / "sha256"
+        self._images = self.root / "images" / "sha256"
+        self._layers = self.root / "layers" / "sha256"
+        self._tmp = self.root / "tmp"
+        self._repositories = self.root / "repositories.json"
+        for directory in (self._blobs, self._images, self._layers, self._tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # -- locking and atomic writes ------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # flock locks an open file description, so this serializes threads as well.
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _staging(self) -> Path:
+        return self._tmp / uuid.uuid4().hex
+
+    def _write_file(self, dest: Path, data: bytes) -> None:
+        staged = self._staging()
+        try:
+            with open(staged, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(staged, dest)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        _fsync_dir(dest.parent)
+
+    def _discard(self, path: Path) -> None:
+        """Remove a tree atomically: rename it out of sight first, then delete it."""
+        graveyard = self._staging()
+        try:
+            os.rename(path, graveyard)
+        except FileNotFoundError:
+            return
+        _remove_tree(graveyard)
+
+    def recover(self) -> None:
+        """Remove leftovers of interrupted operations. Call when the engine starts."""
+        with self._locked():
+            for leftover in self._tmp.iterdir():
+                _remove_tree(leftover)
+
+    # -- blobs ----------------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self._blobs / _hex(digest)
+        if not path.exists():
+            self._write_file(path, data)
+        return digest
+
+    def get_blob(self, digest: str) -> bytes:
+        try:
+            data = (self._blobs / _hex(digest)).read_bytes()
+        except FileNotFoundError:
+            raise ImageStoreError(f"blob not found: {digest}") from None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise BlobCorrupted(f"blob {digest} does not match its digest")
+        return data
+
+    # -- layers ---------------------------------------------------------------
+
+    def layer_dir(self, chain_id: str) -> Path:
+        return self._layers / _hex(chain_id)
+
+    def layer_diff_path(self, chain_id: str) -> Path:
+        """The extracted directory of a layer, as the snapshotter stacks it."""
+        path = self.layer_dir(chain_id) / "diff"
+        if not path.is_dir():
+            raise ImageStoreError(f"layer not found: {chain_id}")
+        return path
+
+    def get_layer(self, chain_id: str) -> LayerRecord:
+        directory = self.layer_dir(chain_id)
+        try:
+            diff_id = (directory / "diff_id").read_text()
+            size_bytes = int((directory / "size").read_text())
+        except FileNotFoundError:
+            raise ImageStoreError(f"layer not found: {chain_id}") from None
+        parent_path = directory / "parent"
+        parent = parent_path.read_text() if parent_path.exists() else None
+        return LayerRecord(chain_id, diff_id, parent, size_bytes)
+
+    def list_layers(self) -> builtins.list[str]:
+        return sorted("sha256:" + p.name for p in self._layers.iterdir())
+
+    def layer_refcount(self, chain_id: str) -> int:
+        """How many images (and held snapshots) stack on this layer."""
+        return self._layer_references()[chain_id]
+
+    def _layer_references(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for image in self._image_ids():
+            counts.update(self._config(image).chain_ids())
+        counts.update(self._held_layers())
+        return counts
+
+    def _commit_layer(
+        self, staged: Path, chain_id: str, diff_id: str, parent: str | None, size: int
+    ) -> bool:
+        """Move a staged layer into place; False if the layer was already stored."""
+        dest = self.layer_dir(chain_id)
+        if dest.exists():
+            _remove_tree(staged)
+            return False
+        for name, text in (("diff_id", diff_id), ("size", str(size)), ("parent", parent)):
+            if text is not None:
+                (staged / name).write_text(text)
+        try:
+            os.rename(staged, dest)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            _remove_tree(staged)
+            return False
+        _fsync_dir(self._layers)
+        return True
+
+    # -- tags -----------------------------------------------------------------
+
+    def _read_repositories(self) -> dict[str, dict[str, str]]:
+        try:
+            raw = self._repositories.read_bytes()
+        except FileNotFoundError:
+            return {}
+        repositories: dict[str, dict[str, str]] = json.loads(raw).get("Repositories") or {}
+        return repositories
+
+    def _write_repositories(self, repositories: dict[str, dict[str, str]]) -> None:
+        cleaned = {
+            name: dict(sorted(refs.items())) for name, refs in sorted(repositories.items()) if refs
+        }
+        self._write_file(self._repositories, go_json({"Repositories": cleaned}))
+
+    def _refs_of(self, image: str) -> builtins.list[Reference]:
+        return [
+            parse_reference(ref, default_tag=False)
+            for refs in self._read_repositories().values()
+            for ref, target in sorted(refs.items())
+            if target == image
+        ]
+
+    def _add_ref(self, image: str, ref: Reference) -> None:
+        repositories = self._read_repositories()
+        repositories.setdefault(ref.familiar_name(), {})[ref.familiar()] = image
+        self._write_repositories(repositories)
+
+    def _remove_ref(self, ref: Reference) -> str | None:
+        repositories = self._read_repositories()
+        image = repositories.get(ref.familiar_name(), {}).pop(ref.familiar(), None)
+        if image is not None:
+            self._write_repositories(repositories)
+        return image
+
+    def tag(self, source: str, target: str) -> Reference:
+        """`docker tag SOURCE TARGET`: point TARGET at SOURCE's image, moving it if needed."""
+        ref = parse_reference(target)
+        if ref.digest is not None:
+            raise InvalidReference("refusing to create a tag with a digest reference")
+        with self._locked():
+            image = self._resolve(source)
+            self._add_ref(image, ref)
+        return ref
+
+    def untag(self, ref_text: str) -> str:
+        """Remove a tag or digest reference; return the image it pointed at."""
+        ref = parse_reference(ref_text)
+        with self._locked():
+            image = self._remove_ref(ref)
+        if image is None:
+            raise ImageNotFound(f"No such image: {ref.familiar()}")
+        return image
+
+    # -- images ---------------------------------------------------------------
+
+    def _image_ids(self) -> builtins.list[str]:
+        return sorted("sha256:" + p.name for p in self._images.iterdir())
+
+    def _config(self, image: str) -> ImageConfig:
+        return ImageConfig.from_json(self.get_blob(image))
+
+    def _resolve(self, text: str) -> str:
+        """Docker's GetImage lookup order: full ID, then a reference, then an ID prefix."""
+        images = self._image_ids()
+        is_hex = _HEX_PREFIX_RE.match(text) is not None
+        full = text if text.startswith("sha256:") else f"sha256:{text}"
+        if is_hex and len(full) == 71:
+            if full in images:
+                return full
+            raise ImageNotFound(f"No such image: {full}")
+        ref: Reference | None = None
+        try:
+            ref = parse_reference(text, default_tag=False)
+        except InvalidReference:
+            if not is_hex:
+                raise
+        if ref is not None:
+            tagged = ref.with_default_tag()
+            names = self._read_repositories().get(tagged.familiar_name(), {})
+            if (image := names.get(tagged.familiar())) is not None:
+                return image
+        if is_hex:
+            matches = [i for i in images if i.startswith(full)]
+            # An ambiguous prefix names no image, as in Docker's digestset.
+            if len(matches) == 1:
+                return matches[0]
+        raise ImageNotFound(f"No such image: {ref.familiar() if ref is not None else text}")
+
+    def get(self, ref_or_id: str) -> ImageRecord:
+        with self._locked():
+            return self._record(self._resolve(ref_or_id))
+
+    def _record(self, image: str) -> ImageRecord:
+        config = self._config(image)
+        return ImageRecord(
+            id=image,
+            config=config,
+            references=tuple(ref.familiar() for ref in self._refs_of(image)),
+            chain_ids=tuple(config.chain_ids()),
+        )
+
+    def list(self) -> builtins.list[ImageRecord]:
+        """All images, newest first (as `docker images` sorts them)."""
+        with self._locked():
+            records = [self._record(image) for image in self._image_ids()]
+        return sorted(records, key=lambda r: (r.config.created or "", r.id), reverse=True)
+
+    def import_tar(
+        self,
+        stream: IO[bytes],
+        *,
+        ref: str | None = None,
+        config: ContainerConfig | None = None,
+        comment: str = "Imported from -",
+        created: datetime | None = None,
+        platform_os: str | None = None,
+        architecture: str | None = None,
+    ) -> str:
+        """`docker import`: one layer from a tar stream, with `config` as `--change` gives.
+
+        Returns the image ID. On any error nothing it added remains.
+        """
+        parsed = parse_reference(ref) if ref is not None else None
+        if parsed is not None and parsed.digest is not None:
+            raise InvalidReference("refusing to create a tag with a digest reference")
+        host_os, host_arch = host_platform()
+        stamp = format_time(created if created is not None else datetime.now(UTC))
+        staged = self._staging()
+        os.mkdir(staged, 0o700)
+        try:
+            diff_id, size = extract_layer(stream, staged / "diff")
+            image_config = ImageConfig(
+                architecture=architecture or host_arch,
+                os=platform_os or host_os,
+                config=config if config is not None else ContainerConfig(),
+                rootfs=RootFS(diff_ids=(diff_id,)),
+                history=(HistoryEntry(created=stamp, comment=comment),),
+                created=stamp,
+                comment=comment,
+            )
+            with self._locked():
+                return self._commit_image(staged, image_config, size, parsed)
+        finally:
+            _remove_tree(staged)
+
+    def _commit_image(
+        self, staged: Path, image_config: ImageConfig, size: int, ref: Reference | None
+    ) -> str:
+        """Commit a staged one-layer image under the lock, undoing every step on failure."""
+        undo: builtins.list[Callable[[], None]] = []
+        try:
+            (diff_id,) = image_config.rootfs.diff_ids
+            (chain_id,) = chain_ids([diff_id])
+            if self._commit_layer(staged, chain_id, diff_id, None, size):
+                undo.append(lambda: self._discard(self.layer_dir(chain_id)))
+            raw = image_config.to_json()
+            image = "sha256:" + hashlib.sha256(raw).hexdigest()
+            blob = self._blobs / _hex(image)
+            if not blob.exists():
+                undo.append(lambda: blob.unlink(missing_ok=True))
+                self.put_blob(raw)
+            marker = self._images / _hex(image)
+            if not marker.exists():
+                undo.append(lambda: marker.unlink(missing_ok=True))
+                self._write_file(marker, b"")
+            if ref is not None:
+                self._add_ref(image, ref)
+            return image
+        except BaseException:
+            for step in reversed(undo):
+                step()
+            raise
+
+    def delete(self, ref_or_id: str, *, force: bool = False) -> builtins.list[DeleteItem]:
+        """`docker rmi`: untag, and delete the image once nothing refers to it.
+
+        Follows moby daemon/images/image_delete.go: a reference removes only that tag
+        while others remain; an ID removes a single-repository image's tags with it; users
+        of the image conflict (`must be forced` if stopped, `cannot be forced` if running).
+        """
+        with self._locked():
+            image = self._resolve(ref_or_id)
+            refs = self._refs_of(image)
+            users = list(self._image_users(image))
+            items: builtins.list[DeleteItem] = []
+            by_reference = not (
+                image.startswith(ref_or_id) or image.removeprefix("sha256:").startswith(ref_or_id)
+            )
+            if by_reference:
+                ref = parse_reference(ref_or_id)
+                if not force and _is_single_reference(refs) and users:
+                    raise ImageConflict(
+                        f'conflict: unable to remove repository reference "{ref_or_id}" '
+                        f"(must force) - container {short_id(users[0].container_id)} "
+                        f"is using its referenced image {short_id(image)}"
+                    )
+                self._remove_ref(ref)
+                items.append(DeleteItem(untagged=ref.familiar()))
+                if self._refs_of(image):
+                    return items
+                if any(user.running for user in users):
+                    # Docker's "quiet" delete: the untag stands, the image stays dangling.
+                    return items
+            elif _is_single_reference(refs):
+                self._check_conflicts(image, users, force=force, active_refs=False)
+                for ref in refs:
+                    self._remove_ref(ref)
+                    items.append(DeleteItem(untagged=ref.familiar()))
+            self._check_conflicts(image, users, force=force, active_refs=True)
+            for ref in self._refs_of(image):
+                self._remove_ref(ref)
+                items.append(DeleteItem(untagged=ref.familiar()))
+            chain = self._config(image).chain_ids()
+            (self._images / _hex(image)).unlink()
+            (self._blobs / _hex(image)).unlink(missing_ok=True)
+            items.append(DeleteItem(deleted=image))
+            references = self._layer_references()
+            for chain_id in reversed(chain):
+                if references[chain_id] == 0 and self.layer_dir(chain_id).exists():
+                    self._discard(self.layer_dir(chain_id))
+                    items.append(DeleteItem(deleted=chain_id))
+            return items
+
+    def _check_conflicts(
+        self, image: str, users: Sequence[ImageUser], *, force: bool, active_refs: bool
+    ) -> None:
+        # moby checkImageDeleteConflict, in its order: running (hard), then the soft ones.
+        def conflict(message: str, *, hard: bool) -> ImageConflict:
+            how = "cannot be forced" if hard else "must be forced"
+            return ImageConflict(
+                f"conflict: unable to delete {short_id(image)} ({how}) - {message}"
+            )
+
+        for user in users:
+            if user.running:
+                raise conflict(
+                    f"image is being used by running container {short_id(user.container_id)}",
+                    hard=True,
+                )
+        if force:
+            return
+        if active_refs and self._refs_of(image):
+            raise conflict("image is referenced in multiple repositories", hard=False)
+        for user in users:
+            raise conflict(
+                f"image is being used by stopped container {short_id(user.container_id)}",
+                hard=False,
+            )
+
+    def gc(self) -> builtins.list[str]:
+        """Remove layers and blobs no image (nor held snapshot) refers to; return them."""
+        removed: builtins.list[str] = []
+        with self._locked():
+            references = self._layer_references()
+            for chain_id in self.list_layers():
+                if references[chain_id] == 0:
+                    self._discard(self.layer_dir(chain_id))
+                    removed.append(chain_id)
+            images = set(self._image_ids())
+            for blob in sorted(self._blobs.iterdir()):
+                if "sha256:" + blob.name not in images:
+                    blob.unlink()
+                    removed.append("sha256:" + blob.name)
+        return removed
+
+
+def _is_single_reference(refs: Sequence[Reference]) -> bool:
+    """moby isSingleReference: at most one tag, and all references in one repository."""
+    if len(refs) <= 1:
+        return len(refs) == 1
+    single: Reference | None = None
+    canonical_names: set[str] = set()
+    for ref in refs:
+        if ref.digest is not None:
+            canonical_names.add(ref.name)
+        elif single is None:
+            single = ref
+        else:
+            return False
+    if single is None:
+        single = refs[0]
+    return len(canonical_names) == 1 and single.name in canonical_names
