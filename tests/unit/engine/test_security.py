@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from dockyard.engine.security import capabilities as caps
 from dockyard.engine.security import defaults, seccomp
 
-PROFILE_TEXT = (Path("/work/shared/specs/docker-seccomp-default.json")).read_text()
+PROFILE_TEXT = seccomp.default_profile_text()
 PROFILE = seccomp.load_profile(PROFILE_TEXT)
 
 

@@ -211,6 +211,10 @@ class HostFacts:
     init_path: str = "/usr/libexec/docker/docker-init"
     systemd_cgroup: bool = False
     running_in_userns: bool = False
+    # Namespaces the OCI runtime knows (`runc features`); runc 1.1 has no time namespace.
+    runtime_namespaces: frozenset[str] = frozenset(
+        ("cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time")
+    )
 
 
 # --- parsing helpers (docker CLI / dockerd behaviour) --------------------------------
@@ -644,8 +648,8 @@ def _namespaces(config: ContainerConfig, host: HostFacts, cgroupns: str) -> list
     ns = list(DEFAULT_NAMESPACES)
     if config.network_mode == "host":
         ns.remove("network")
-    if tuple(host.kernel[:2]) < (5, 6):
-        ns.remove("time")  # sysInfo.TimeNamespaces: kernel >= 5.6
+    if tuple(host.kernel[:2]) < (5, 6) or "time" not in host.runtime_namespaces:
+        ns.remove("time")  # sysInfo.TimeNamespaces: kernel >= 5.6, and a runtime that has it
     if config.ipc_mode == "host":
         ns.remove("ipc")
     if config.pid_mode == "host":
@@ -818,9 +822,10 @@ def build_spec(
     # withCgroups
     if host.systemd_cgroup:
         parent = config.cgroup_parent or "system.slice"
-        cgroups_path = f"{parent}:docker:{container_id}"
+        cgroups_path = f"{parent}:dockyard:{container_id}"
     else:
-        parent = config.cgroup_parent or "/docker"
+        # Ours, not dockerd's "/docker", so both engines can share a host.
+        parent = config.cgroup_parent or "/dockyard"
         cgroups_path = parent.rstrip("/") + "/" + container_id
 
     # WithResources

@@ -194,6 +194,11 @@ class Runc:
         pids = json.loads(await self._run("ps", "--format", "json", container_id))
         return [int(p) for p in pids or []]
 
+    async def namespaces(self) -> frozenset[str]:
+        """The namespaces this runc supports (`runc features`, runc >= 1.1)."""
+        features = json.loads(await self._run("features"))
+        return frozenset(features.get("linux", {}).get("namespaces", ()))
+
     async def list(self) -> list[RuncState]:
         # runc prints `null` when the root holds no containers.
         items = json.loads(await self._run("list", "--format", "json") or b"null")

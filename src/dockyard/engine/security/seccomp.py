@@ -234,6 +234,23 @@ def load_profile(json_text: str) -> Profile:
     return Profile(base=base, arch_map=arch_map, rules=rules)
 
 
+# Docker's default profile, shipped with the package unmodified: moby's
+# vendor/github.com/moby/profiles/seccomp/default.json at b985e2313a86 (Apache-2.0,
+# sha256 536529b6...c74; see ../shared/specs/docker-seccomp-default.SOURCE.md).
+DEFAULT_PROFILE_RESOURCE = "seccomp_default.json"
+
+
+def default_profile_text() -> str:
+    """The JSON text of Docker's default profile (a package resource, not a file path)."""
+    from importlib.resources import files
+
+    return (files("dockyard.engine.security") / DEFAULT_PROFILE_RESOURCE).read_text()
+
+
+def default_profile() -> Profile:
+    return load_profile(default_profile_text())
+
+
 def _kernel_at_least(kernel: tuple[int, int], minimum: tuple[int, int]) -> bool:
     # moby/profiles kernel_linux.go kernelGreaterEqualThan: only "<kernel>.<major>".
     return kernel[:2] >= minimum
