@@ -1,4 +1,4 @@
-"""Micro-benchmark: `dockyard.store.http_server` answering a fixed etcd-v2-shaped GET response.
+"""Micro-benchmark: `dockyard.http.server` answering a fixed etcd-v2-shaped GET response.
 
 Not a test. It measures the server alone (parse, dispatch, render, write), the ceiling for the
 keys API. Run the server on one core and wrk on the other:
@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import uvloop
 
-from dockyard.store.http_server import HttpServer
-from dockyard.store.http_types import Request, Response
+from dockyard.http.server import HttpServer
+from dockyard.http.types import Request, Response
 
 BODY = b'{"action":"get","node":{"key":"/foo","value":"bar","modifiedIndex":7,"createdIndex":7}}'
 RESPONSE = Response(

@@ -15,7 +15,7 @@ PURE_MODULES = [
     "store/params.py",
     "store/v2json.py",
     "store/auth.py",
-    "store/http_types.py",
+    "http/types.py",
     "store/state.py",
     "engine/api/versions.py",
     "engine/security/capabilities.py",

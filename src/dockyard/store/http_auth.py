@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from dockyard.http.types import Request, Response
 from dockyard.store.auth import (
     AuthApplied,
     AuthError,
@@ -50,7 +51,6 @@ from dockyard.store.auth import (
     User,
     hash_password,
 )
-from dockyard.store.http_types import Request, Response
 from dockyard.store.v2json import go_json
 
 AUTH_PREFIX = "/v2/auth"

@@ -1,6 +1,6 @@
 """The etcd v2 HTTP API: routes, the keys handler, members, stats, version and health.
 
-Role: the boundary between HTTP (`http_types.Request`/`Response`) and the store node. It
+Role: the boundary between HTTP (`dockyard.http.types.Request`/`Response`) and the store node. It
 reproduces what etcd 3.4's `v2http` package and Go's `net/http` ServeMux do around it:
 301 redirects for unclean paths, `404 page not found`, `405` with `Allow`, CORS headers on
 every response and 200 for any OPTIONS, and the exact headers of the keys API
@@ -21,6 +21,13 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from dockyard import __version__
+from dockyard.http.types import (
+    HandlerResult,
+    Request,
+    Response,
+    StreamingResponse,
+    render_headers,
+)
 from dockyard.store import commands as c
 from dockyard.store.auth import AuthState
 from dockyard.store.errors import StoreError, Unauthorized
@@ -30,13 +37,6 @@ from dockyard.store.http_auth import (
     has_root_access,
     keys_auth_key,
     no_auth_response,
-)
-from dockyard.store.http_types import (
-    HandlerResult,
-    Request,
-    Response,
-    StreamingResponse,
-    render_headers,
 )
 from dockyard.store.node import StoreNode, WatchSink
 from dockyard.store.params import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dockyard.store.http_server import HttpServer
+from dockyard.http.server import HttpServer
 from dockyard.store.http_v2 import V2Api
 from dockyard.store.node import NodeConfig, StoreNode
 from dockyard.tls.contexts import server_context

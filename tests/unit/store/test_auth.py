@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dockyard.http.types import Request
 from dockyard.store import auth as a
 from dockyard.store.commands import decode_command, encode_command
 from dockyard.store.http_auth import (
@@ -25,7 +26,6 @@ from dockyard.store.http_auth import (
     keys_auth_key,
     no_auth_response,
 )
-from dockyard.store.http_types import Request
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Values exchanged between the HTTP server (`http_server`) and the routes (`http_v2`, `http_auth`).
+"""Values exchanged between the HTTP server (`dockyard.http.server`) and routes (store, engine).
 
 A handler takes a `Request` and returns a `Response`, a `StreamingResponse`, or an awaitable of
 either. Header names in `Request.headers` are lower-case; the first occurrence wins. Pure.

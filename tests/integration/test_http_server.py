@@ -1,4 +1,4 @@
-"""Integration tests for `dockyard.store.http_server` over real loopback sockets.
+"""Integration tests for `dockyard.http.server` over real loopback sockets.
 
 Clients are raw asyncio streams so the tests see exactly the bytes the server sends (order of
 pipelined answers, headers before the first chunk, 100 Continue, connection close). Every
@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dockyard.store.http_server import HttpServer, serve
-from dockyard.store.http_types import Request, Response, StreamingResponse
+from dockyard.http.server import HttpServer, serve
+from dockyard.http.types import Request, Response, StreamingResponse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -394,7 +394,7 @@ async def test_handler_exception_is_500_and_server_keeps_serving(
             return Response(200, headers=(("X-Evil", "a\r\nSet-Cookie: x"),))
         return Response(200, b"fine")
 
-    with caplog.at_level(logging.ERROR, logger="dockyard.store.http_server"):
+    with caplog.at_level(logging.ERROR, logger="dockyard.http.server"):
         async with await start(handler) as server:
             reader, writer = await connect(server)
             for path in ("/boom", "/aboom", "/badheader"):

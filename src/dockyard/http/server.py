@@ -1,7 +1,8 @@
-"""A small, fast HTTP/1.1 server on asyncio + httptools for the etcd v2 keys API.
+"""A small, fast HTTP/1.1 server on asyncio + httptools (the store's etcd API, the engine's).
 
-Role: turn bytes on a socket into `http_types.Request` values, hand them to a `Handler`, and
-turn the `Response` / `StreamingResponse` it returns into bytes. It knows nothing of etcd.
+Role: turn bytes on a socket into `dockyard.http.types.Request` values, hand them to a
+`Handler`, and turn the `Response` / `StreamingResponse` it returns into bytes. It knows
+nothing of etcd or Docker.
 
 Shape: one `_HttpConnection` (an `asyncio.Protocol`) per TCP/TLS connection, fed by an
 `httptools.HttpRequestParser`. Completed requests go into a per-connection FIFO; the FIFO is
@@ -55,7 +56,7 @@ from typing import Any, Final
 
 import httptools
 
-from dockyard.store.http_types import (
+from dockyard.http.types import (
     Handler,
     Request,
     Response,
