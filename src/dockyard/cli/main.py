@@ -18,14 +18,21 @@ def store() -> None:
     """The etcd-compatible service-discovery store: serve it, and use it as etcdctl v2 does."""
 
 
+@main.group()
+def image() -> None:
+    """The engine's images."""
+
+
 def _register_subcommands() -> None:
     # Imported here so that each module owns its commands and `main` stays an index. The
     # server's modules load only when `serve` runs (store_serve imports them lazily), so
     # that etcdctl-style commands start fast.
-    from dockyard.cli import store_ctl, store_serve
+    from dockyard.cli import daemon, store_ctl, store_serve
 
     store_serve.register(store)
     store_ctl.register(store)
+    daemon.register(main)
+    daemon.register_image(image)
 
 
 _register_subcommands()

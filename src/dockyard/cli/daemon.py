@@ -1,0 +1,112 @@
+"""`dockyard daemon` (dockerd's flags) and `dockyard image bootstrap busybox`.
+
+Thin: parse, call the engine, print. The engine's modules are imported inside the commands
+so that other `dockyard` commands start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import click
+
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+DEFAULT_DATA_ROOT = Path("/var/lib/dockyard/engine")
+DEFAULT_EXEC_ROOT = Path("/run/dockyard")
+
+
+def register(group: click.Group) -> None:
+    @group.command("daemon")
+    @click.option(
+        "-H",
+        "--host",
+        "hosts",
+        multiple=True,
+        help=f"Daemon socket(s) to listen on, repeatable [default: {DEFAULT_HOST}].",
+    )
+    @click.option(
+        "--data-root",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_DATA_ROOT,
+        show_default=True,
+        help="Root directory of persistent state (images, containers).",
+    )
+    @click.option(
+        "--exec-root",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_EXEC_ROOT,
+        show_default=True,
+        help="Root directory of execution state (runc state, shim state).",
+    )
+    @click.option("--label", "labels", multiple=True, help="key=value daemon label, repeatable.")
+    @click.option(
+        "--tlsverify", is_flag=True, default=False, help="Require TLS on tcp:// listeners."
+    )
+    @click.option(
+        "-l",
+        "--log-level",
+        type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
+        default="info",
+        show_default=True,
+    )
+    def daemon_command(
+        hosts: tuple[str, ...],
+        data_root: Path,
+        exec_root: Path,
+        labels: tuple[str, ...],
+        tlsverify: bool,
+        log_level: str,
+    ) -> None:
+        """Serve the Docker Engine API (a first slice: images, containers' lifecycle, logs)."""
+        from dockyard.engine.daemon import DaemonConfig, ListenerError, parse_host, serve_forever
+
+        level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for label in labels:
+            if "=" not in label:
+                raise click.BadParameter(f"{label!r} is not key=value", param_hint="--label")
+        hosts = hosts or (DEFAULT_HOST,)
+        try:
+            for host in hosts:
+                parse_host(host, tls_verify=tlsverify)  # refuse before touching anything
+        except ListenerError as e:
+            raise click.ClickException(str(e)) from None
+        runc = shutil.which("runc") or "runc"
+        config = DaemonConfig(
+            hosts=hosts,
+            data_root=data_root.absolute(),
+            exec_root=exec_root.absolute(),
+            labels=labels,
+            tls_verify=tlsverify,
+            runc_binary=runc,
+        )
+        asyncio.run(serve_forever(config))
+
+
+def register_image(group: click.Group) -> None:
+    @group.group("bootstrap")
+    def bootstrap() -> None:
+        """Create images without a registry."""
+
+    @bootstrap.command("busybox")
+    @click.option(
+        "--data-root",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_DATA_ROOT,
+        show_default=True,
+        help="The engine's data root (the daemon's --data-root).",
+    )
+    @click.option("--tag", default="busybox:latest", show_default=True)
+    def bootstrap_busybox_command(data_root: Path, tag: str) -> None:
+        """Import the host's static busybox as an image (`busybox:latest`)."""
+        from dockyard.engine.images.bootstrap import bootstrap_busybox
+        from dockyard.engine.images.store import ImageStore, ImageStoreError
+
+        try:
+            image_id = bootstrap_busybox(ImageStore(data_root / "images"), ref=tag)
+        except (ImageStoreError, OSError) as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(image_id)

@@ -1,0 +1,581 @@
+"""The Docker Engine API handler: routing, Docker's JSON shapes, errors and stream framing.
+
+Role: the boundary between HTTP (`dockyard.http`) and the engine (`dockyard.engine.daemon`).
+It strips the optional `/vX.Y` prefix (refusing versions as dockerd does, see
+`versions.py`), routes on the remaining path, turns engine values into Docker's wire
+shapes (PascalCase lives only here) and engine errors into Docker's statuses with the body
+`{"message": "..."}` (api-surface.md §2).
+
+Invariants:
+- Every answer, errors and streams included, carries the ping headers (`Api-Version`,
+  `Docker-Experimental`, `Ostype`): the CLI negotiates from whichever reply it sees.
+- Streaming answers (`wait`, `logs`) flush their headers at once, before the condition is
+  met (the CLI blocks on the headers of `wait` before it sends `start`).
+- Errors found before a stream starts are ordinary JSON errors.
+- Unknown paths answer 404 `page not found`, as dockerd's router does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from dockyard import __version__
+from dockyard.engine.api.versions import (
+    API_VERSION,
+    MIN_API_VERSION,
+    ApiVersion,
+    ApiVersionError,
+    ping_headers,
+    split_version,
+)
+from dockyard.engine.containers import (
+    ZERO_TIME,
+    Conflict,
+    ContainerRecord,
+    EngineError,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+    parse_time_ns,
+    status_text,
+)
+from dockyard.engine.daemon import NETWORK_WARNING, Engine
+from dockyard.engine.images.model import InvalidReference
+from dockyard.engine.images.store import ImageNotFound, ImageRecord
+from dockyard.http.types import Request, Response, StreamingResponse, render_headers
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+_PING_HEADERS = (*ping_headers(), ("Swarm", "inactive"))
+_TRUSTED = render_headers(_PING_HEADERS)
+_NO_CACHE = (("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"))
+_STREAM_IDS = {"stdout": 1, "stderr": 2}
+# API 1.42 named the stream format in Content-Type (api-surface.md §4).
+_TYPED_STREAMS_SINCE = ApiVersion(1, 42)
+
+Reply = Response | StreamingResponse
+
+
+@dataclass(frozen=True)
+class Call:
+    """One routed request: the version it speaks, path parameters and the query."""
+
+    request: Request
+    version: ApiVersion
+    params: Mapping[str, str]
+    query: Mapping[str, list[str]]
+
+    def arg(self, name: str, default: str = "") -> str:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        # moby httputils.BoolValue: false iff empty, 0, no, false or none.
+        if name not in self.query:
+            return default
+        return self.arg(name).strip().lower() not in ("", "0", "no", "false", "none")
+
+    def json_body(self) -> Any:
+        if not self.request.body.strip():
+            return None
+        try:
+            return json.loads(self.request.body)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+
+
+def encode(value: Any) -> bytes:
+    return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+def json_reply(status: int, value: Any) -> Response:
+    return Response(status, encode(value), JSON, trusted_headers=_TRUSTED)
+
+
+def error_reply(status: int, message: str) -> Response:
+    return json_reply(status, {"message": message})
+
+
+def frame(stream: str, payload: bytes) -> bytes:
+    """stdcopy: [stream id, 0, 0, 0, size as big-endian u32] + payload (api-surface.md §5)."""
+    return bytes((_STREAM_IDS[stream], 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+def _unix_s(rfc3339: str | None) -> int:
+    return parse_time_ns(rfc3339 or ZERO_TIME) // 1_000_000_000
+
+
+Route = Callable[["DockerApi", Call], Awaitable[Reply]]
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = []
+
+
+def _route(method: str, pattern: str) -> Callable[[Route], Route]:
+    def register(fn: Route) -> Route:
+        _ROUTES.append((method, re.compile(f"^{pattern}$"), fn.__name__))
+        return fn
+
+    return register
+
+
+class DockerApi:
+    """The `Handler` the daemon's HTTP server calls."""
+
+    def __init__(self, engine: Engine, *, labels: tuple[str, ...] = ()) -> None:
+        self.engine = engine
+        self.labels = labels
+
+    def __call__(self, request: Request) -> Awaitable[Reply]:
+        return self._dispatch(request)
+
+    async def _dispatch(self, request: Request) -> Reply:
+        try:
+            versioned = split_version(request.raw_path)
+        except ApiVersionError as e:
+            return error_reply(400, str(e))
+        path = unquote(versioned.path)
+        method = "GET" if request.method == "HEAD" else request.method
+        for route_method, pattern, name in _ROUTES:
+            match = pattern.match(path)
+            if match is None or route_method != method:
+                continue
+            call = Call(
+                request,
+                versioned.version,
+                match.groupdict(),
+                parse_qs(request.raw_query, keep_blank_values=True),
+            )
+            try:
+                reply: Reply = await getattr(self, name)(call)
+            except NotModified:
+                return Response(304, trusted_headers=_TRUSTED)
+            except (NotFound, ImageNotFound) as e:
+                return error_reply(404, str(e))
+            except Conflict as e:
+                return error_reply(409, str(e))
+            except (InvalidArgument, InvalidReference) as e:
+                return error_reply(400, str(e))
+            except EngineError as e:
+                return error_reply(500, str(e))
+            except Exception as e:
+                logger.exception("%s %s failed", request.method, request.raw_path)
+                return error_reply(500, str(e) or type(e).__name__)
+            return reply
+        return error_reply(404, "page not found")
+
+    # -- system ----------------------------------------------------------------------------
+
+    @_route("GET", "/_ping")
+    async def ping(self, call: Call) -> Reply:
+        return Response(
+            200, b"OK", "text/plain; charset=utf-8", headers=_NO_CACHE, trusted_headers=_TRUSTED
+        )
+
+    @_route("GET", "/version")
+    async def version(self, call: Call) -> Reply:
+        host = self.engine.host
+        details = {
+            "ApiVersion": str(API_VERSION),
+            "Arch": host.go_arch,
+            "BuildTime": "",
+            "Experimental": "false",
+            "GitCommit": "",
+            "GoVersion": "",
+            "KernelVersion": host.kernel_version,
+            "MinAPIVersion": str(MIN_API_VERSION),
+            "Os": "linux",
+        }
+        return json_reply(
+            200,
+            {
+                "Platform": {"Name": "dockyard"},
+                "Components": [
+                    {"Name": "Engine", "Version": __version__, "Details": details},
+                    {
+                        "Name": "runc",
+                        "Version": host.runc_version,
+                        "Details": {"GitCommit": ""},
+                    },
+                ],
+                "Version": __version__,
+                "ApiVersion": str(API_VERSION),
+                "MinAPIVersion": str(MIN_API_VERSION),
+                "GitCommit": "",
+                "GoVersion": "",
+                "Os": "linux",
+                "Arch": host.go_arch,
+                "KernelVersion": host.kernel_version,
+                "BuildTime": "",
+            },
+        )
+
+    @_route("GET", "/info")
+    async def info(self, call: Call) -> Reply:
+        engine, host = self.engine, self.engine.host
+        records = list(engine.containers)
+        running = sum(1 for r in records if r.state.running)
+        cgroup_v1 = host.facts.cgroup_version == 1
+        return json_reply(
+            200,
+            {
+                "ID": host.engine_id,
+                "Containers": len(records),
+                "ContainersRunning": running,
+                "ContainersPaused": 0,
+                "ContainersStopped": len(records) - running,
+                "Images": len(engine.images.list()),
+                "Driver": "overlayfs",
+                "DriverStatus": [["Backing Filesystem", "overlayfs snapshotter"]],
+                "Plugins": {
+                    "Volume": [],
+                    "Network": ["host", "null"],
+                    "Authorization": None,
+                    "Log": ["json-file"],
+                },
+                "MemoryLimit": True,
+                "SwapLimit": cgroup_v1,
+                "CpuCfsPeriod": True,
+                "CpuCfsQuota": True,
+                "CPUShares": True,
+                "CPUSet": True,
+                "PidsLimit": True,
+                "IPv4Forwarding": False,
+                "BridgeNfIptables": False,
+                "BridgeNfIp6tables": False,
+                "Debug": logger.isEnabledFor(logging.DEBUG),
+                "NFd": 0,
+                "OomKillDisable": cgroup_v1,
+                "NGoroutines": 0,
+                "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "LoggingDriver": "json-file",
+                "CgroupDriver": "cgroupfs",
+                "CgroupVersion": str(host.facts.cgroup_version),
+                "NEventsListener": 0,
+                "KernelVersion": host.kernel_version,
+                "OperatingSystem": host.operating_system,
+                "OSVersion": host.os_version,
+                "OSType": "linux",
+                "Architecture": host.architecture,
+                "IndexServerAddress": "https://index.docker.io/v1/",
+                "RegistryConfig": {
+                    "AllowNondistributableArtifactsCIDRs": None,
+                    "AllowNondistributableArtifactsHostnames": None,
+                    "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                    "IndexConfigs": {},
+                    "Mirrors": None,
+                },
+                "NCPU": host.ncpu,
+                "MemTotal": host.mem_total_bytes,
+                "GenericResources": None,
+                "DockerRootDir": str(engine.layout.data_root),
+                "HttpProxy": "",
+                "HttpsProxy": "",
+                "NoProxy": "",
+                "Name": host.hostname,
+                "Labels": list(self.labels),
+                "ExperimentalBuild": False,
+                "ServerVersion": __version__,
+                "Runtimes": {"runc": {"path": "runc"}},
+                "DefaultRuntime": "runc",
+                "Swarm": {
+                    "NodeID": "",
+                    "NodeAddr": "",
+                    "LocalNodeState": "inactive",
+                    "ControlAvailable": False,
+                    "Error": "",
+                    "RemoteManagers": None,
+                },
+                "LiveRestoreEnabled": True,  # shims keep containers across daemon restarts
+                "Isolation": "",
+                "InitBinary": "",
+                "ContainerdCommit": {"ID": "", "Expected": ""},
+                "RuncCommit": {"ID": "", "Expected": ""},
+                "InitCommit": {"ID": "", "Expected": ""},
+                "SecurityOptions": ["name=seccomp,profile=builtin"],
+                "Warnings": [NETWORK_WARNING],
+            },
+        )
+
+    # -- images ----------------------------------------------------------------------------
+
+    def _image_size(self, image: ImageRecord) -> int:
+        return sum(self.engine.images.get_layer(c).size_bytes for c in image.chain_ids)
+
+    @_route("GET", "/images/json")
+    async def images_list(self, call: Call) -> Reply:
+        out = []
+        for image in self.engine.images.list():
+            size = self._image_size(image)
+            labels = image.config.config.labels if image.config.config else None
+            out.append(
+                {
+                    "Containers": -1,
+                    "Created": _unix_s(image.config.created),
+                    "Id": image.id,
+                    "Labels": dict(labels) if labels is not None else None,
+                    "ParentId": "",
+                    "RepoDigests": [],
+                    "RepoTags": list(image.references),
+                    "SharedSize": -1,
+                    "Size": size,
+                    "VirtualSize": size,
+                }
+            )
+        return json_reply(200, out)
+
+    @_route("GET", "/images/(?P<name>.+)/json")
+    async def image_inspect(self, call: Call) -> Reply:
+        image = self.engine.images.get(call.params["name"])
+        config = image.config
+        size = self._image_size(image)
+        return json_reply(
+            200,
+            {
+                "Id": image.id,
+                "RepoTags": list(image.references),
+                "RepoDigests": [],
+                "Parent": "",
+                "Comment": config.comment,
+                "Created": config.created or ZERO_TIME,
+                "DockerVersion": "",
+                "Author": config.author,
+                "Config": config.config.to_wire() if config.config else None,
+                "Architecture": config.architecture,
+                "Variant": config.variant or None,
+                "Os": config.os,
+                "Size": size,
+                "VirtualSize": size,
+                "GraphDriver": {"Name": "overlayfs", "Data": None},
+                "RootFS": {"Type": "layers", "Layers": list(config.rootfs.diff_ids)},
+                "Metadata": {"LastTagTime": ZERO_TIME},
+            },
+        )
+
+    @_route("POST", "/images/create")
+    async def image_create(self, call: Call) -> Reply:
+        # No registry client yet. 404 with Docker's phrase makes docker-py raise
+        # ImageNotFound and the CLI print it (api-surface.md §8, pull).
+        name = call.arg("fromImage") or call.arg("fromSrc")
+        if call.arg("fromSrc"):
+            raise InvalidArgument("importing images is not implemented yet")
+        familiar = name.removeprefix("docker.io/").removeprefix("library/")
+        raise NotFound(
+            f"pull access denied for {familiar}, repository does not exist or may require "
+            "'docker login': dockyard has no registry client yet"
+        )
+
+    # -- containers --------------------------------------------------------------------------
+
+    @_route("POST", "/containers/create")
+    async def container_create(self, call: Call) -> Reply:
+        body = call.json_body()
+        if not isinstance(body, dict):
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        record, warnings = self.engine.create(call.arg("name"), body)
+        return json_reply(201, {"Id": record.id, "Warnings": warnings})
+
+    @_route("GET", "/containers/json")
+    async def container_list(self, call: Call) -> Reply:
+        show_all = call.flag("all")
+        filters = _parse_filters(call.arg("filters"))
+        limit = int(call.arg("limit", "-1") or "-1")
+        now_ns = time.time_ns()
+        out = []
+        for record in self.engine.containers:
+            if not show_all and not record.state.running and "status" not in filters:
+                continue
+            if not _matches(record, filters):
+                continue
+            out.append(self._summary(record, now_ns))
+        if limit > 0:
+            out = out[:limit]
+        return json_reply(200, out)
+
+    def _summary(self, record: ContainerRecord, now_ns: int) -> dict[str, Any]:
+        return {
+            "Id": record.id,
+            "Names": [record.name],
+            "Image": record.image,
+            "ImageID": record.image_id,
+            "Command": record.command,
+            "Created": _unix_s(record.created),
+            "Ports": [],
+            "Labels": dict(record.config.get("Labels") or {}),
+            "State": record.state.status,
+            "Status": status_text(record.state, now_ns),
+            "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        }
+
+    @_route("GET", "/containers/(?P<id>[^/]+)/json")
+    async def container_inspect(self, call: Call) -> Reply:
+        record = self.engine.containers.resolve(call.params["id"])
+        state = record.state
+        return json_reply(
+            200,
+            {
+                "Id": record.id,
+                "Created": record.created,
+                "Path": record.path,
+                "Args": list(record.args),
+                "State": {
+                    "Status": state.status,
+                    "Running": state.running,
+                    "Paused": False,
+                    "Restarting": False,
+                    "OOMKilled": state.oom_killed,
+                    "Dead": False,
+                    "Pid": state.pid,
+                    "ExitCode": state.exit_code,
+                    "Error": state.error,
+                    "StartedAt": state.started_at,
+                    "FinishedAt": state.finished_at,
+                },
+                "Image": record.image_id,
+                "ResolvConfPath": "",
+                "HostnamePath": "",
+                "HostsPath": "",
+                "LogPath": str(self.engine.log_path(record.id)),
+                "Name": record.name,
+                "RestartCount": 0,
+                "Driver": "overlayfs",
+                "Platform": "linux",
+                "MountLabel": "",
+                "ProcessLabel": "",
+                "AppArmorProfile": "",
+                "ExecIDs": None,
+                "HostConfig": dict(record.host_config),
+                "GraphDriver": {"Name": "overlayfs", "Data": None},
+                "Mounts": [],
+                "Config": dict(record.config),
+                "NetworkSettings": {
+                    "Bridge": "",
+                    "SandboxID": "",
+                    "Ports": {},
+                    "SandboxKey": "",
+                    "Networks": {},
+                },
+            },
+        )
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/start")
+    async def container_start(self, call: Call) -> Reply:
+        await self.engine.start(call.params["id"])
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/stop")
+    async def container_stop(self, call: Call) -> Reply:
+        text = call.arg("t")
+        try:
+            timeout_s = int(text) if text else None
+        except ValueError:
+            raise InvalidArgument(f"invalid value for t: {text}") from None
+        await self.engine.stop(call.params["id"], timeout_s)
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/kill")
+    async def container_kill(self, call: Call) -> Reply:
+        await self.engine.kill(call.params["id"], call.arg("signal"))
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("DELETE", "/containers/(?P<id>[^/]+)")
+    async def container_remove(self, call: Call) -> Reply:
+        await self.engine.remove(call.params["id"], force=call.flag("force"))
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/wait")
+    async def container_wait(self, call: Call) -> Reply:
+        condition = call.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f'invalid condition: "{condition}"')
+        record = self.engine.containers.resolve(call.params["id"])
+        engine = self.engine
+        fut = engine.register_wait(record, condition)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                code = await fut
+                yield encode({"Error": None, "StatusCode": code})
+            finally:
+                engine.forget_wait(record.id, fut)
+
+        return StreamingResponse(200, body(), JSON, headers=_PING_HEADERS)
+
+    @_route("GET", "/containers/(?P<id>[^/]+)/logs")
+    async def container_logs(self, call: Call) -> Reply:
+        record = self.engine.containers.resolve(call.params["id"])
+        streams = frozenset(s for s in ("stdout", "stderr") if call.flag(s))
+        if not streams:
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
+        tail_text = call.arg("tail", "all") or "all"
+        try:
+            tail = None if tail_text == "all" else int(tail_text)
+        except ValueError:
+            tail = None  # moby: an unparsable tail means all
+        if tail is not None and tail < 0:
+            tail = None
+        lines = self.engine.logs(
+            record,
+            streams=streams,
+            follow=call.flag("follow"),
+            tail=tail,
+            timestamps=call.flag("timestamps"),
+        )
+        tty = record.tty
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for stream, line in lines:
+                    yield line if tty else frame(stream, line)
+            finally:
+                await lines.aclose()
+
+        if call.version >= _TYPED_STREAMS_SINCE:
+            kind = "raw-stream" if tty else "multiplexed-stream"
+        else:
+            kind = "raw-stream"
+        return StreamingResponse(
+            200, body(), f"application/vnd.docker.{kind}", headers=_PING_HEADERS
+        )
+
+
+def _parse_filters(text: str) -> dict[str, set[str]]:
+    """Both forms clients send: `{"k":{"v":true}}` (CLI) and `{"k":["v"]}` (SDK)."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise EngineError(str(e)) from None
+    out: dict[str, set[str]] = {}
+    for key, values in (raw or {}).items():
+        if key not in ("id", "name", "status", "label"):
+            raise InvalidArgument(f"Invalid filter '{key}'")
+        out[key] = set(values) if isinstance(values, list) else {k for k, v in values.items() if v}
+    return out
+
+
+def _matches(record: ContainerRecord, filters: Mapping[str, set[str]]) -> bool:
+    if "status" in filters and record.state.status not in filters["status"]:
+        return False
+    if "id" in filters and not any(record.id.startswith(v) for v in filters["id"]):
+        return False
+    if "name" in filters and not any(
+        re.search(v, record.name.lstrip("/")) for v in filters["name"]
+    ):
+        return False
+    if "label" in filters:
+        labels = record.config.get("Labels") or {}
+        for wanted in filters["label"]:
+            key, eq, value = wanted.partition("=")
+            if key not in labels or (eq and labels[key] != value):
+                return False
+    return True

@@ -1,0 +1,855 @@
+"""`dockyard daemon`: the engine's wiring and lifecycle, and the container supervisor.
+
+Role: lay out the data root, detect the host facts dockerd probes (cgroup version, kernel,
+CPUs, memory, runc's namespaces), open the listeners (`-H`), serve the Docker API
+(`dockyard.engine.api.routes`) on them, and stop gracefully on SIGTERM/SIGINT.
+`Engine` drives containers through the existing layers: image store → overlay snapshot →
+OCI spec → shim → runc, and learns each container's exit from its shim.
+
+Layout:
+
+    <data-root>/images/                     the image store (images/store.py)
+    <data-root>/snapshots/                  the overlay snapshotter's upper dirs
+    <data-root>/containers/<id>/            config.v2.json (the record), <id>-json.log,
+                                            bundle/config.json, rootfs/ (the mount point)
+    <data-root>/engine-id                   the engine's ID (/info `ID`), made once
+    <exec-root>/runc/                       runc's state (`runc --root`)
+    <exec-root>/shims/<id>/                 each shim's state dir (pid files, exit.json)
+
+Invariants:
+- The daemon never parents a container: shims do, so stopping the daemon leaves running
+  containers running, and a daemon start re-attaches to them (`wait_exit(state_dir)`) or
+  records the exit their shim wrote while the daemon was away.
+- Operations on one container are serialized by a per-container lock; every state change
+  is persisted (atomically) before anyone is told about it (waiters, API answers).
+- A container's rootfs is mounted only while it runs: unmounted when it exits, when its
+  start fails, and before its snapshot is removed.
+- Unix sockets are created root-only (0600) and removed on a graceful stop.
+
+Not yet: networking (every container gets `--network none`, or `host` when asked; /info
+says so in Warnings), attach, exec, restart policies, TLS listeners, OOM reporting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dockyard import __version__
+from dockyard.engine import containers as ct
+from dockyard.engine.containers import (
+    Conflict,
+    ContainerRecord,
+    ContainerStore,
+    EngineError,
+    InvalidArgument,
+    NotModified,
+)
+from dockyard.engine.images.model import InvalidReference, parse_reference
+from dockyard.engine.images.snapshotter import OverlaySnapshotter, SnapshotError, mount, unmount
+from dockyard.engine.images.store import ImageNotFound, ImageStore, ImageUser
+from dockyard.engine.model import oci_spec
+from dockyard.engine.runtime.logfile import format_rfc3339nano
+from dockyard.engine.runtime.runc import Runc, RuncError
+from dockyard.engine.runtime.shim import (
+    ExitStatus,
+    ShimConfig,
+    ShimError,
+    load_exit_status,
+    shim_running,
+    start_shim,
+    wait_exit,
+)
+from dockyard.engine.security import seccomp
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+DEFAULT_DATA_ROOT = Path("/var/lib/dockyard/engine")
+DEFAULT_EXEC_ROOT = Path("/run/dockyard")
+DEFAULT_STOP_TIMEOUT_S = 10  # moby container/container.go defaultStopTimeout
+# `logs --follow` re-reads the json-file at this interval while the container runs.
+FOLLOW_POLL_S = 0.1
+# How long a forced remove or SIGKILL waits for the shim to report the exit.
+KILL_WAIT_S = 30.0
+NETWORK_WARNING = (
+    "WARNING: dockyard has no container networking yet: containers run with "
+    "--network none unless --network host is given"
+)
+
+
+class ListenerError(Exception):
+    """A `-H` address that cannot or must not be served."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    data_root: Path = DEFAULT_DATA_ROOT
+    exec_root: Path = DEFAULT_EXEC_ROOT
+    labels: tuple[str, ...] = ()
+    tls_verify: bool = False
+    runc_binary: str = "runc"
+
+
+@dataclass(frozen=True)
+class Layout:
+    data_root: Path
+    exec_root: Path
+
+    @property
+    def images(self) -> Path:
+        return self.data_root / "images"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.data_root / "snapshots"
+
+    @property
+    def containers(self) -> Path:
+        return self.data_root / "containers"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.exec_root / "runc"
+
+    @property
+    def shims(self) -> Path:
+        return self.exec_root / "shims"
+
+    def create(self) -> None:
+        for directory in (self.data_root, self.exec_root, self.runc_root, self.shims):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What /version and /info report, and what the spec builder needs."""
+
+    facts: oci_spec.HostFacts
+    kernel_version: str
+    operating_system: str
+    os_version: str
+    architecture: str  # uname -m, as /info shows it
+    go_arch: str  # amd64, as /version shows it
+    ncpu: int
+    mem_total_bytes: int
+    hostname: str
+    runc_version: str
+    engine_id: str
+
+
+def _os_release() -> tuple[str, str]:
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            key, _, value = line.partition("=")
+            fields[key] = value.strip().strip('"')
+    return fields.get("PRETTY_NAME", "Linux"), fields.get("VERSION_ID", "")
+
+
+def _mem_total_bytes() -> int:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _runc_version(binary: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        binary, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    out, _ = await proc.communicate()
+    first = out.decode(errors="replace").splitlines()[:1]
+    return first[0].removeprefix("runc version ").strip() if first else ""
+
+
+def _engine_id(data_root: Path) -> str:
+    path = data_root / "engine-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = str(uuid.uuid4())
+        tmp = path.with_name(".engine-id.tmp")
+        tmp.write_text(value + "\n")
+        os.rename(tmp, path)
+        return value
+
+
+async def detect_host(runc: Runc, runc_binary: str, data_root: Path) -> HostInfo:
+    release = os.uname().release
+    numbers = [int(p) for p in release.split("-")[0].split(".")[:2] if p.isdigit()]
+    cpu_count = os.cpu_count() or 1
+    facts = oci_spec.HostFacts(
+        cgroup_version=2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1,
+        kernel=tuple(numbers) or (0, 0),
+        arch=platform.machine(),
+        # AppArmor stays off: the spec would name a `docker-default` profile that nobody
+        # loaded on this host, and runc would refuse to start.
+        has_apparmor=False,
+        cpu_count=cpu_count,
+        hostname=socket.gethostname(),
+        runtime_namespaces=await runc.namespaces(),
+    )
+    os_name, os_version = _os_release()
+    return HostInfo(
+        facts=facts,
+        kernel_version=release,
+        operating_system=os_name,
+        os_version=os_version,
+        architecture=platform.machine(),
+        go_arch=_go_arch(platform.machine()),
+        ncpu=cpu_count,
+        mem_total_bytes=_mem_total_bytes(),
+        hostname=socket.gethostname(),
+        runc_version=await _runc_version(runc_binary),
+        engine_id=_engine_id(data_root),
+    )
+
+
+def _go_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
+        machine, machine
+    )
+
+
+def now_rfc3339() -> str:
+    return format_rfc3339nano(time.time_ns())
+
+
+def parse_signal(text: str, default: int) -> int:
+    """Docker's signal argument: a number, `KILL` or `SIGKILL`; 400 otherwise."""
+    if not text:
+        return default
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+        raise InvalidArgument(f"Invalid signal: {text}")
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"Invalid signal: {text}") from None
+
+
+def _merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
+    # moby daemon/create.go (merge with image): the container's value wins per key.
+    merged: dict[str, str] = {}
+    for entry in (*image_env, *env):
+        merged[entry.partition("=")[0]] = entry
+    return list(merged.values())
+
+
+def _strings(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+class Engine:
+    """The containers of one data root, and the operations the API exposes on them."""
+
+    def __init__(self, layout: Layout, host: HostInfo, *, runc_binary: str) -> None:
+        self.layout = layout
+        self.host = host
+        self.images = ImageStore(
+            layout.images, image_users=self._image_users, held_layers=self._held_layers
+        )
+        self.snapshots = OverlaySnapshotter(layout.snapshots, self.images.layer_diff_path)
+        self.containers = ContainerStore(layout.containers)
+        self._runc_binary = runc_binary
+        self._runc = Runc(layout.runc_root, runc_binary)
+        self._seccomp = seccomp.default_profile()
+        self._rng = random.SystemRandom()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exit_waiters: dict[str, set[asyncio.Future[int]]] = {}
+        self._removed_waiters: dict[str, set[asyncio.Future[int]]] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+
+    # -- hooks for the image store ------------------------------------------------------
+
+    def _image_users(self, image_id: str) -> list[ImageUser]:
+        return [ImageUser(r.id, r.state.running) for r in self.containers if r.image_id == image_id]
+
+    def _held_layers(self) -> list[str]:
+        return self.snapshots.held_chain_ids()
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        return self.containers.container_dir(cid)
+
+    def log_path(self, cid: str) -> Path:
+        return self._dir(cid) / f"{cid}-json.log"
+
+    def _rootfs(self, cid: str) -> Path:
+        return self._dir(cid) / "rootfs"
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
+        for record in list(self.containers):
+            if not record.state.running:
+                continue
+            state_dir = self.layout.shims / record.id
+            if shim_running(state_dir):
+                self._watch(record.id, lambda d=state_dir: wait_exit(d))  # type: ignore[misc]
+                continue
+            status = load_exit_status(state_dir) or ExitStatus(
+                255, None, False, now_rfc3339(), "the container's shim is gone"
+            )
+            await self._on_exit(record.id, status)
+
+    async def close(self) -> None:
+        """Stop watching (containers keep running under their shims)."""
+        for task in self._monitors.values():
+            task.cancel()
+        if self._monitors:
+            await asyncio.wait(list(self._monitors.values()))
+        self._monitors.clear()
+
+    def _watch(self, cid: str, waiter: Callable[[], Awaitable[ExitStatus]]) -> None:
+        self._monitors[cid] = asyncio.create_task(self._monitor(cid, waiter))
+
+    async def _monitor(self, cid: str, waiter: Callable[[], Awaitable[ExitStatus]]) -> None:
+        try:
+            status = await waiter()
+        except ShimError as e:
+            logger.error("container %s: %s", cid, e)
+            status = ExitStatus(255, None, False, now_rfc3339(), str(e))
+        self._monitors.pop(cid, None)
+        await self._on_exit(cid, status)
+
+    async def _on_exit(self, cid: str, status: ExitStatus) -> None:
+        record = self.containers.get(cid)
+        state = ct.exited(
+            record.state,
+            exit_code=status.exit_code,
+            finished_at=status.finished_at,
+            oom_killed=status.oom_killed,
+        )
+        self.containers.save(record.with_state(state))
+        await asyncio.to_thread(unmount, self._rootfs(cid))
+        for fut in self._exit_waiters.pop(cid, set()):
+            if not fut.done():
+                fut.set_result(status.exit_code)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def register_wait(self, record: ContainerRecord, condition: str) -> asyncio.Future[int]:
+        """A future for `condition`, registered now so no exit after this call is missed."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if condition == "removed":
+            self._removed_waiters.setdefault(record.id, set()).add(fut)
+        elif condition == "next-exit" or record.state.running:
+            self._exit_waiters.setdefault(record.id, set()).add(fut)
+        else:
+            fut.set_result(record.state.exit_code)
+        return fut
+
+    def forget_wait(self, cid: str, fut: asyncio.Future[int]) -> None:
+        for table in (self._exit_waiters, self._removed_waiters):
+            waiters = table.get(cid)
+            if waiters is not None:
+                waiters.discard(fut)
+                if not waiters:
+                    del table[cid]
+
+    async def _await_exit(self, cid: str, fut: asyncio.Future[int], timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(fut)
+        finally:
+            self.forget_wait(cid, fut)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def create(self, name: str, body: Mapping[str, Any]) -> tuple[ContainerRecord, list[str]]:
+        image_ref = str(body.get("Image") or "")
+        if not image_ref:
+            raise InvalidArgument("config cannot be empty in order to create a container")
+        try:
+            image = self.images.get(image_ref)
+        except ImageNotFound:
+            # dockerd names the reference with its default tag: `No such image: x:latest`.
+            try:
+                shown = parse_reference(image_ref).familiar()
+            except InvalidReference:
+                shown = image_ref
+            raise ImageNotFound(f"No such image: {shown}") from None
+        full_name = (
+            ct.validate_name(name) if name else ct.generate_name(self._rng, self.containers.names())
+        )
+        cid = ct.new_id(self._rng)
+        image_cfg = image.config.config
+        entrypoint = _strings(body.get("Entrypoint"))
+        cmd = _strings(body.get("Cmd"))
+        if entrypoint is None and image_cfg is not None and image_cfg.entrypoint is not None:
+            entrypoint = list(image_cfg.entrypoint)
+            if cmd is None and image_cfg.cmd is not None:
+                cmd = list(image_cfg.cmd)
+        elif entrypoint is None and cmd is None and image_cfg is not None:
+            # moby daemon/create.go: the image's Cmd applies only when the request sets
+            # neither Entrypoint nor Cmd.
+            cmd = list(image_cfg.cmd) if image_cfg.cmd is not None else None
+        argv = [*(entrypoint or []), *(cmd or [])]
+        if not argv:
+            raise InvalidArgument("No command specified")
+        image_env = list(image_cfg.env or ()) if image_cfg is not None else []
+        env = _merge_env(image_env, _strings(body.get("Env")) or [])
+        working_dir = str(body.get("WorkingDir") or (image_cfg.working_dir if image_cfg else ""))
+        labels = dict(image_cfg.labels or ()) if image_cfg is not None else {}
+        labels.update({str(k): str(v) for k, v in (body.get("Labels") or {}).items()})
+        host_config = _host_config_defaults(
+            body.get("HostConfig") or {}, cgroup_version=self.host.facts.cgroup_version
+        )
+        # moby daemon/container.go: the short ID names the container, except on the host's
+        # network, where it takes the host's name.
+        default_hostname = self.host.hostname if host_config["NetworkMode"] == "host" else cid[:12]
+        config: dict[str, Any] = {
+            "Hostname": str(body.get("Hostname") or default_hostname),
+            "Domainname": str(body.get("Domainname") or ""),
+            "User": str(body.get("User") or (image_cfg.user if image_cfg else "")),
+            "AttachStdin": bool(body.get("AttachStdin")),
+            "AttachStdout": bool(body.get("AttachStdout")),
+            "AttachStderr": bool(body.get("AttachStderr")),
+            "Tty": bool(body.get("Tty")),
+            "OpenStdin": bool(body.get("OpenStdin")),
+            "StdinOnce": bool(body.get("StdinOnce")),
+            "Env": env,
+            "Cmd": cmd,
+            "Image": image_ref,
+            "Volumes": body.get("Volumes"),
+            "WorkingDir": working_dir,
+            "Entrypoint": entrypoint,
+            "OnBuild": None,
+            "Labels": labels,
+        }
+        record = ContainerRecord(
+            id=cid,
+            name=full_name,
+            created=now_rfc3339(),
+            image=image_ref,
+            image_id=image.id,
+            path=argv[0],
+            args=tuple(argv[1:]),
+            config=config,
+            host_config=host_config,
+        )
+        # Validate as dockerd does at create (memory minimum, capabilities, modes...).
+        try:
+            oci_spec.build_spec(
+                self._spec_config(record),
+                rootfs="/",
+                host=self.host.facts,
+                container_id=cid,
+                seccomp_profile=self._seccomp,
+            )
+        except oci_spec.SpecError as e:
+            raise InvalidArgument(str(e)) from None
+        self.containers.add(record)
+        try:
+            self.snapshots.prepare(cid, image.chain_ids)
+        except BaseException:
+            self.containers.remove(cid)
+            raise
+        return record, []
+
+    def _spec_config(self, record: ContainerRecord) -> oci_spec.ContainerConfig:
+        cfg, hc = record.config, record.host_config
+        network = str(hc.get("NetworkMode") or "default")
+        pids_limit = hc.get("PidsLimit")
+        return oci_spec.ContainerConfig(
+            cmd=(record.path, *record.args),
+            env=tuple(cfg.get("Env") or ()),
+            working_dir=str(cfg.get("WorkingDir") or ""),
+            user=str(cfg.get("User") or ""),
+            hostname=str(cfg.get("Hostname") or ""),
+            domainname=str(cfg.get("Domainname") or ""),
+            tty=bool(cfg.get("Tty")),
+            open_stdin=bool(cfg.get("OpenStdin")),
+            cap_add=tuple(hc.get("CapAdd") or ()),
+            cap_drop=tuple(hc.get("CapDrop") or ()),
+            privileged=bool(hc.get("Privileged")),
+            security_opt=tuple(hc.get("SecurityOpt") or ()),
+            read_only=bool(hc.get("ReadonlyRootfs")),
+            # No networking yet: anything but host gets an empty network namespace.
+            network_mode="host" if network == "host" else "none",
+            resources=oci_spec.Resources(
+                memory=int(hc.get("Memory") or 0),
+                memory_swap=int(hc.get("MemorySwap") or 0),
+                nano_cpus=int(hc.get("NanoCpus") or 0),
+                cpu_shares=int(hc.get("CpuShares") or 0),
+                pids_limit=int(pids_limit) if pids_limit else None,
+            ),
+            shm_size=int(hc.get("ShmSize") or 0),
+            stop_signal=str(cfg.get("StopSignal") or ""),
+        )
+
+    async def start(self, ref: str) -> None:
+        record = self.containers.resolve(ref)
+        cid = record.id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if record.state.running:
+                raise NotModified()
+            rootfs = self._rootfs(cid)
+            rootfs.mkdir(exist_ok=True)
+            await asyncio.to_thread(mount, self.snapshots.mounts(cid), rootfs)
+            try:
+                spec = oci_spec.build_spec(
+                    self._spec_config(record),
+                    rootfs=str(rootfs),
+                    host=self.host.facts,
+                    container_id=cid,
+                    seccomp_profile=self._seccomp,
+                )
+                bundle = self._dir(cid) / "bundle"
+                bundle.mkdir(exist_ok=True)
+                (bundle / "config.json").write_text(json.dumps(spec))
+                state_dir = self.layout.shims / cid
+                shutil.rmtree(state_dir, ignore_errors=True)  # the previous run's
+                handle = await start_shim(
+                    ShimConfig(
+                        container_id=cid,
+                        bundle=bundle,
+                        state_dir=state_dir,
+                        runc_root=self.layout.runc_root,
+                        runc_binary=self._runc_binary,
+                        tty=record.tty,
+                        log_path=self.log_path(cid),
+                    )
+                )
+            except RuncError as e:
+                await asyncio.to_thread(unmount, rootfs)
+                message = ct.docker_start_error(e.message)
+                self.containers.save(
+                    record.with_state(ct.start_failed(record.state, error=message))
+                )
+                raise InvalidArgument(message) from None
+            except oci_spec.SpecError as e:
+                await asyncio.to_thread(unmount, rootfs)
+                raise InvalidArgument(str(e)) from None
+            except BaseException:
+                await asyncio.to_thread(unmount, rootfs)
+                raise
+            state = ct.started(record.state, pid=handle.init_pid, started_at=now_rfc3339())
+            self.containers.save(record.with_state(state))
+            self._watch(cid, handle.wait_exit)
+
+    async def stop(self, ref: str, timeout_s: int | None) -> None:
+        record = self.containers.resolve(ref)
+        cid = record.id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if not record.state.running:
+                raise NotModified()
+            stop_timeout = record.config.get("StopTimeout")
+            if timeout_s is None:
+                timeout_s = (
+                    int(stop_timeout) if stop_timeout is not None else DEFAULT_STOP_TIMEOUT_S
+                )
+            sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
+            fut = self.register_wait(record, "next-exit")
+            with contextlib.suppress(RuncError):  # it may have exited meanwhile
+                await self._runc.kill(cid, sig)
+            # A negative timeout waits for ever (moby: -1).
+            grace = float("inf") if timeout_s < 0 else float(timeout_s)
+            try:
+                await self._await_exit(cid, fut, grace)
+            except TimeoutError:
+                fut = self.register_wait(self.containers.get(cid), "not-running")
+                with contextlib.suppress(RuncError):
+                    await self._runc.kill(cid, signal.SIGKILL)
+                await self._await_exit(cid, fut, KILL_WAIT_S)
+
+    async def kill(self, ref: str, signal_text: str) -> None:
+        record = self.containers.resolve(ref)
+        sig = parse_signal(signal_text, signal.SIGKILL)
+        cid = record.id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if not record.state.running:
+                raise Conflict(f"Cannot kill container: {ref}: Container {cid} is not running")
+            fut = self.register_wait(record, "next-exit")
+            try:
+                await self._runc.kill(cid, sig)
+                if sig == signal.SIGKILL:
+                    # dockerd waits for a SIGKILLed container to be gone before answering.
+                    await self._await_exit(cid, fut, KILL_WAIT_S)
+            finally:
+                self.forget_wait(cid, fut)
+
+    async def remove(self, ref: str, *, force: bool) -> None:
+        record = self.containers.resolve(ref)
+        cid = record.id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if record.state.running:
+                if not force:
+                    raise Conflict(
+                        f"You cannot remove a running container {cid}. Stop the container "
+                        "before attempting removal or force remove"
+                    )
+                fut = self.register_wait(record, "not-running")
+                with contextlib.suppress(RuncError):
+                    await self._runc.kill(cid, signal.SIGKILL)
+                await self._await_exit(cid, fut, KILL_WAIT_S)
+                record = self.containers.get(cid)
+            await asyncio.to_thread(unmount, self._rootfs(cid))
+            with contextlib.suppress(RuncError):  # the shim deletes it; this covers a crash
+                if cid in {s.id for s in await self._runc.list()}:
+                    await self._runc.delete(cid, force=True)
+            with contextlib.suppress(SnapshotError):
+                await asyncio.to_thread(self.snapshots.remove, cid)
+            shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
+            self.containers.remove(cid)
+        self._locks.pop(cid, None)
+        for fut in self._removed_waiters.pop(cid, set()):
+            if not fut.done():
+                fut.set_result(record.state.exit_code)
+
+    async def logs(
+        self,
+        record: ContainerRecord,
+        *,
+        streams: frozenset[str],
+        follow: bool,
+        tail: int | None,
+        timestamps: bool,
+    ) -> AsyncGenerator[tuple[str, bytes], None]:
+        """(stream, line) pairs from the json-file log; with `follow`, until the exit."""
+        path = self.log_path(record.id)
+        fut = self.register_wait(record, "not-running") if follow else None
+        try:
+            offset, entries = _read_log(path, 0)
+            if tail is not None:
+                entries = entries[-tail:] if tail > 0 else []
+            for entry in entries:
+                if (item := _log_item(entry, streams, timestamps)) is not None:
+                    yield item
+            while fut is not None:
+                done = fut.done()
+                offset, entries = _read_log(path, offset)
+                for entry in entries:
+                    if (item := _log_item(entry, streams, timestamps)) is not None:
+                        yield item
+                if done:
+                    break
+                await asyncio.wait([fut], timeout=FOLLOW_POLL_S)
+        finally:
+            if fut is not None:
+                self.forget_wait(record.id, fut)
+
+
+def _read_log(path: Path, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    """Complete lines from `offset`; returns the offset after the last complete line."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset, []
+    end = data.rfind(b"\n") + 1
+    entries = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    return offset + end, entries
+
+
+def _log_item(
+    entry: Mapping[str, Any], streams: frozenset[str], timestamps: bool
+) -> tuple[str, bytes] | None:
+    stream = str(entry.get("stream", "stdout"))
+    if stream not in streams:
+        return None
+    line = str(entry.get("log", "")).encode()
+    if timestamps:
+        line = str(entry.get("time", "")).encode() + b" " + line
+    return stream, line
+
+
+def _host_config_defaults(hc: Mapping[str, Any], *, cgroup_version: int) -> dict[str, Any]:
+    """The create request's HostConfig with dockerd's defaults filled, as inspect shows it."""
+    out = dict(hc)
+    memory = int(out.get("Memory") or 0)
+    defaults: dict[str, Any] = {
+        "NetworkMode": "default",
+        "LogConfig": {"Type": "json-file", "Config": {}},
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "CapAdd": None,
+        "CapDrop": None,
+        "Privileged": False,
+        "ReadonlyRootfs": False,
+        "Memory": 0,
+        "NanoCpus": 0,
+        "PidsLimit": None,
+        # moby daemon_unix.go: private cgroupns by default on cgroup v2 only.
+        "CgroupnsMode": "private" if cgroup_version == 2 else "host",
+        "IpcMode": "private",
+        "ShmSize": oci_spec.DEFAULT_SHM_SIZE_BYTES,
+        "Runtime": "runc",
+        "SecurityOpt": None,
+        "AutoRemove": False,
+    }
+    for key, value in defaults.items():
+        if not out.get(key):
+            out[key] = value
+    if not (out.get("LogConfig") or {}).get("Type"):
+        out["LogConfig"] = {"Type": "json-file", "Config": {}}
+    if memory > 0 and not out.get("MemorySwap"):
+        out["MemorySwap"] = memory * 2  # moby daemon_unix.go adaptContainerSettings
+    return out
+
+
+# --- listeners ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listener:
+    kind: str  # "unix" | "tcp"
+    address: str  # the socket path, or the host
+    port: int = 0
+
+
+def parse_host(text: str, *, tls_verify: bool) -> Listener:
+    """A `-H` value as dockerd reads it; refuses what would expose root to the network."""
+    if text.startswith("/"):
+        text = "unix://" + text
+    parts = urlsplit(text)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        if not path.startswith("/"):
+            raise ListenerError(f"invalid unix socket address {text!r}: need an absolute path")
+        return Listener("unix", path)
+    if parts.scheme == "tcp":
+        host = parts.hostname or ""
+        if not host or parts.port is None:
+            raise ListenerError(f"invalid tcp address {text!r}: need tcp://host:port")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if tls_verify:
+            raise ListenerError(f"{text}: TLS listeners (--tlsverify) are not implemented yet")
+        if not loopback:
+            raise ListenerError(
+                f"refusing to listen on {text} without --tlsverify: anyone who can reach "
+                "it would control this host as root (use a unix socket or a loopback address)"
+            )
+        return Listener("tcp", host, parts.port)
+    raise ListenerError(f"unsupported -H address {text!r}: use unix:///path or tcp://host:port")
+
+
+def bind_listener(listener: Listener) -> socket.socket:
+    if listener.kind == "tcp":
+        sock = socket.create_server((listener.address, listener.port), reuse_port=False)
+        return sock
+    path = Path(listener.address)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if path.is_socket():
+        path.unlink()  # stale, from a daemon that did not stop cleanly
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The socket is root's only from its first instant: the umask covers bind's mode.
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(1024)
+    return sock
+
+
+# --- the daemon -----------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    config: DaemonConfig
+    engine: Engine | None = None
+    sockets: list[socket.socket] = field(default_factory=list)
+    unix_paths: list[Path] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then close listeners and stop watching containers."""
+        # Lazy: the routes module imports this one.
+        from dockyard.engine.api.routes import DockerApi
+        from dockyard.http.server import HttpServer
+
+        listeners = [parse_host(h, tls_verify=self.config.tls_verify) for h in self.config.hosts]
+        layout = Layout(self.config.data_root, self.config.exec_root)
+        layout.create()
+        runc = Runc(layout.runc_root, self.config.runc_binary)
+        host = await detect_host(runc, self.config.runc_binary, layout.data_root)
+        engine = Engine(layout, host, runc_binary=self.config.runc_binary)
+        self.engine = engine
+        await engine.recover()
+        api = DockerApi(engine, labels=self.config.labels)
+        server = HttpServer(api, server_header=f"Dockyard/{__version__} (linux)")
+        try:
+            for listener in listeners:
+                sock = bind_listener(listener)
+                self.sockets.append(sock)
+                if listener.kind == "unix":
+                    self.unix_paths.append(Path(listener.address))
+                await server.listen(sock=sock)
+                logger.info("API listening on %s", listener)
+            await stop.wait()
+        finally:
+            await server.close()
+            await engine.close()
+            for path in self.unix_paths:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+async def serve_forever(config: DaemonConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Daemon(config).run(stop)
+
+
+__all__ = [
+    "DEFAULT_DATA_ROOT",
+    "DEFAULT_EXEC_ROOT",
+    "DEFAULT_HOST",
+    "NETWORK_WARNING",
+    "Daemon",
+    "DaemonConfig",
+    "Engine",
+    "EngineError",
+    "HostInfo",
+    "Layout",
+    "ListenerError",
+    "parse_host",
+    "serve_forever",
+]

@@ -1,0 +1,405 @@
+"""`dockyard daemon` driven by the real docker CLI over a unix socket.
+
+One daemon per module (`python -m dockyard daemon`, a real subprocess) on a private data
+root, exec root and socket under a temp dir, with busybox bootstrapped offline. At teardown
+every container is force-removed through the API, the daemon is stopped by PID, and the
+module fails if a shim, a runc container, a mount under the temp dir or the daemon itself
+is left behind (after removing them, so nothing outlives the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.engine.runtime.shim import SHIM_PID_FILE, read_pid_file, shim_running
+
+pytestmark = pytest.mark.e2e
+
+DOCKER = "/usr/local/bin/docker"
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+COMMAND_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+PING_RETRY_S = 0.05
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=COMMAND_TIMEOUT_S)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(COMMAND_TIMEOUT_S)
+            sock.connect(str(self._path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class DaemonProcess:
+    """A `dockyard daemon` subprocess and the docker CLI pointed at it."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.sock = base / "d.sock"
+        self.data_root = base / "root"
+        self.exec_root = base / "run"
+        self.log_path = base / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(base),
+            "DOCKER_HOST": f"unix://{self.sock}",
+            "DOCKER_CONFIG": str(base / "dockercfg"),
+        }
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dockyard",
+                    "daemon",
+                    "-H",
+                    f"unix://{self.sock}",
+                    "--data-root",
+                    str(self.data_root),
+                    "--exec-root",
+                    str(self.exec_root),
+                    "--label",
+                    "purpose=e2e",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.ping():
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"daemon did not answer /_ping in {START_TIMEOUT_S}s:\n{self.log()}")
+            time.sleep(PING_RETRY_S)  # polling the socket is the readiness condition
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"daemon ignored SIGTERM:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    def ping(self) -> bool:
+        try:
+            status, _ = self.api("GET", "/_ping")
+        except OSError:
+            return False
+        return status == 200
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        conn = UnixHTTPConnection(self.sock)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            kind = response.getheader("Content-Type") or ""
+            return response.status, json.loads(raw) if "json" in kind and raw else raw
+        finally:
+            conn.close()
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [DOCKER, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"docker {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}\n--- daemon ---\n{self.log()}"
+            )
+        return result
+
+    # -- cleanup and leak checks ---------------------------------------------------------
+
+    def remove_all_containers(self) -> None:
+        if self.proc is None or not self.ping():
+            return
+        status, items = self.api("GET", "/containers/json?all=1")
+        if status == 200:
+            for item in items:
+                self.api("DELETE", f"/containers/{item['Id']}?force=1")
+
+    def leaks(self) -> list[str]:
+        """Whatever is left under `base`; each leak is removed as it is found."""
+        found: list[str] = []
+        shims = self.exec_root / "shims"
+        for state_dir in sorted(shims.iterdir()) if shims.exists() else []:
+            pid = read_pid_file(state_dir / SHIM_PID_FILE)
+            if pid is not None and shim_running(state_dir):
+                found.append(f"shim {pid} ({state_dir.name})")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        runc_root = self.exec_root / "runc"
+        if runc_root.exists():
+            listing = subprocess.run(
+                [RUNC, "--root", str(runc_root), "list", "--format", "json"],
+                capture_output=True,
+                check=True,
+            ).stdout
+            for item in json.loads(listing or b"null") or []:
+                found.append(f"runc container {item['id']}")
+                subprocess.run(
+                    [RUNC, "--root", str(runc_root), "delete", "--force", item["id"]],
+                    capture_output=True,
+                    check=False,
+                )
+        for mount_point in self.mounts():
+            found.append(f"mount {mount_point}")
+            subprocess.run(["umount", "-R", mount_point], capture_output=True, check=False)
+        return found
+
+    def mounts(self) -> list[str]:
+        prefix = str(self.base.resolve()) + "/"
+        with open("/proc/self/mountinfo") as info:
+            points = [line.split()[4] for line in info]
+        return [p for p in points if p.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    # A short path: the socket's path must fit in sun_path (108 bytes).
+    base = Path(tempfile.mkdtemp(prefix="dy-e2e-"))
+    d = DaemonProcess(base)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dockyard",
+                "image",
+                "bootstrap",
+                "busybox",
+                "--data-root",
+                str(d.data_root),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+        d.start()
+        yield d
+    finally:
+        try:
+            d.remove_all_containers()
+        finally:
+            d.stop()
+            leaks = d.leaks()
+            log = d.log_path.read_text(errors="replace") if d.log_path.exists() else ""
+            shutil.rmtree(base, ignore_errors=True)
+    assert not leaks, f"left behind: {leaks}"
+    assert "Traceback" not in log, f"the daemon logged an error:\n{log[-4000:]}"
+
+
+def test_version_info_and_images(daemon: DaemonProcess) -> None:
+    mode = daemon.sock.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+
+    version = daemon.docker("version")
+    assert "Server: dockyard" in version.stdout
+    assert "API version:      1.44 (minimum version 1.24)" in version.stdout
+
+    info = daemon.docker("info", "--format", "{{json .}}")
+    fields = json.loads(info.stdout)
+    assert fields["DefaultRuntime"] == "runc"
+    assert fields["CgroupDriver"] == "cgroupfs"
+    assert fields["Driver"] == "overlayfs"
+    assert fields["SecurityOptions"] == ["name=seccomp,profile=builtin"]
+    assert fields["Labels"] == ["purpose=e2e"]
+    assert fields["Images"] == 1
+    assert fields["NCPU"] == os.cpu_count()
+    assert fields["KernelVersion"] == os.uname().release
+
+    images = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert images.stdout.split() == ["busybox:latest"]
+    inspect = json.loads(daemon.docker("image", "inspect", "busybox").stdout)[0]
+    assert inspect["RepoTags"] == ["busybox:latest"]
+    assert inspect["Config"]["Cmd"] == ["sh"]
+    assert inspect["RootFS"]["Type"] == "layers"
+
+
+def test_create_start_wait_logs_inspect_rm(daemon: DaemonProcess) -> None:
+    cid = daemon.docker("create", "--name", "c1", "busybox", "echo", "hello").stdout.strip()
+    assert len(cid) == 64
+    assert daemon.docker("start", "c1").stdout.strip() == "c1"
+    assert daemon.docker("wait", "c1").stdout.strip() == "0"
+    logs = daemon.docker("logs", "c1")
+    assert (logs.stdout, logs.stderr) == ("hello\n", "")
+
+    ps = daemon.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")
+    line = next(row for row in ps.stdout.splitlines() if row.startswith("c1 "))
+    assert line.startswith("c1 Exited (0) ") and line.endswith(" ago"), line
+    assert "c1" not in daemon.docker("ps").stdout, "plain ps lists running containers only"
+
+    state = json.loads(daemon.docker("inspect", "c1").stdout)[0]
+    assert state["Id"] == cid and state["Name"] == "/c1"
+    assert (state["Path"], state["Args"]) == ("echo", ["hello"])
+    assert state["State"]["Status"] == "exited"
+    assert state["State"]["ExitCode"] == 0
+    assert state["State"]["FinishedAt"] >= state["State"]["StartedAt"] > state["Created"]
+    assert state["Config"]["Hostname"] == cid[:12]
+
+    assert daemon.docker("rm", "c1").stdout.strip() == "c1"
+    gone = daemon.docker("inspect", "c1", check=False)
+    assert gone.returncode == 1 and "No such object: c1" in gone.stderr
+
+
+def test_run_detached_then_stop_kills_after_the_grace_period(daemon: DaemonProcess) -> None:
+    daemon.docker("run", "-d", "--name", "c2", "busybox", "sleep", "1000")
+    ps = daemon.docker("ps", "--format", "{{.Names}} {{.Status}}")
+    assert any(row.startswith("c2 Up ") for row in ps.stdout.splitlines()), ps.stdout
+    assert json.loads(daemon.docker("inspect", "c2").stdout)[0]["State"]["Pid"] > 0
+
+    conflict = daemon.docker("rm", "c2", check=False)
+    assert conflict.returncode == 1
+    assert "You cannot remove a running container" in conflict.stderr
+
+    # sleep as pid 1 has no SIGTERM handler, so the kernel ignores SIGTERM: SIGKILL, 137.
+    daemon.docker("stop", "-t", "1", "c2")
+    assert daemon.docker("wait", "c2").stdout.strip() == "137"
+    ps_all = daemon.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")
+    assert any(row.startswith("c2 Exited (137) ") for row in ps_all.stdout.splitlines())
+    daemon.docker("rm", "c2")
+
+
+def test_kill_with_a_signal_and_force_remove(daemon: DaemonProcess) -> None:
+    daemon.docker(
+        "run", "-d", "--name", "k1", "busybox", "sh", "-c", "trap 'exit 7' USR1; sleep 1000 & wait"
+    )
+    daemon.docker("kill", "--signal", "USR1", "k1")
+    assert daemon.docker("wait", "k1").stdout.strip() == "7"
+    not_running = daemon.docker("kill", "k1", check=False)
+    assert not_running.returncode == 1 and "is not running" in not_running.stderr
+    daemon.docker("start", "k1")
+    daemon.docker("rm", "-f", "k1")
+    assert "k1" not in daemon.docker("ps", "-a").stdout
+
+
+def test_errors_reach_the_cli_in_dockers_words(daemon: DaemonProcess) -> None:
+    nosuch = daemon.docker("start", "nosuch", check=False)
+    assert nosuch.returncode == 1
+    assert "Error response from daemon: No such container: nosuch" in nosuch.stderr
+
+    status, body = daemon.api("POST", "/v1.44/containers/create", {"Image": "busybox-nope"})
+    assert (status, body) == (404, {"message": "No such image: busybox-nope:latest"})
+    missing = daemon.docker("create", "busybox-nope", check=False)
+    assert missing.returncode != 0
+    assert "Unable to find image 'busybox-nope:latest' locally" in missing.stderr
+    assert "repository does not exist" in missing.stderr
+
+    status, body = daemon.api("GET", "/v1.99/version")
+    assert status == 400
+    assert body == {
+        "message": "client version 1.99 is too new. Maximum supported API version is 1.44"
+    }
+
+    daemon.docker("create", "--name", "c3", "busybox", "nope")
+    clash = daemon.docker("create", "--name", "c3", "busybox", "true", check=False)
+    assert clash.returncode != 0
+    assert 'Conflict. The container name "/c3" is already in use by container' in clash.stderr
+    failed = daemon.docker("start", "c3", check=False)
+    assert failed.returncode == 1
+    assert 'exec: "nope": executable file not found in $PATH' in failed.stderr
+    assert "failed to create shim task: OCI runtime create failed" in failed.stderr
+    state = json.loads(daemon.docker("inspect", "c3").stdout)[0]["State"]
+    assert (state["Status"], state["ExitCode"]) == ("created", 127)
+    assert daemon.ping(), "the daemon is still healthy"
+    assert daemon.docker("run", "-d", "--name", "c3ok", "busybox", "echo", "fine").returncode == 0
+    assert daemon.docker("wait", "c3ok").stdout.strip() == "0"
+    daemon.docker("rm", "c3", "c3ok")
+    assert daemon.mounts() == [], "no rootfs stays mounted after an exit or a failed start"
+
+
+def test_a_restarted_daemon_finds_its_containers(daemon: DaemonProcess) -> None:
+    daemon.docker("run", "-d", "--name", "r1", "busybox", "sleep", "1000")
+    daemon.docker("run", "-d", "--name", "r2", "busybox", "echo", "before")
+    assert daemon.docker("wait", "r2").stdout.strip() == "0"
+    daemon.stop()
+    daemon.start()
+    ps = daemon.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
+    assert any(row.startswith("r1 Up ") for row in ps), ps
+    assert any(row.startswith("r2 Exited (0) ") for row in ps), ps
+    assert daemon.docker("logs", "r2").stdout == "before\n"
+    daemon.docker("kill", "r1")
+    assert daemon.docker("wait", "r1").stdout.strip() == "137"
+    daemon.docker("rm", "r1", "r2")
+
+
+def test_a_non_loopback_tcp_host_is_refused_without_tls(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dockyard",
+            "daemon",
+            "-H",
+            "tcp://0.0.0.0:2375",
+            "--data-root",
+            str(tmp_path / "root"),
+            "--exec-root",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "refusing to listen on tcp://0.0.0.0:2375 without --tlsverify" in result.stderr
+    assert not (tmp_path / "root").exists(), "refused before touching anything"
+
+
+def test_logs_follow_streams_until_the_container_exits(daemon: DaemonProcess) -> None:
+    daemon.docker(
+        "run", "-d", "--name", "f1", "busybox", "sh", "-c", "echo one; sleep 1; echo two >&2"
+    )
+    followed = daemon.docker("logs", "-f", "f1")
+    assert (followed.stdout, followed.stderr) == ("one\n", "two\n")
+    stamped = daemon.docker("logs", "--timestamps", "--tail", "1", "f1")
+    assert stamped.stdout == "" and stamped.stderr.endswith("Z two\n"), stamped
+    daemon.docker("rm", "f1")
