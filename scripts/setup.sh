@@ -6,7 +6,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static)
+# docker.io: the reference dockerd (20.10) for the engine's differential tests and benchmark.
+apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static
+  docker.io)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,8 +28,13 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [[ -z $python ]]; then python=$(command -v python3); fi
-# Debian's etcd-server starts a system etcd on 2379; dockyard's store wants that port.
-if systemctl is-active --quiet etcd 2>/dev/null; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+# Debian's etcd-server and docker.io start system services (etcd on 2379, dockerd, which sets
+# the FORWARD policy to DROP); dockyard wants the port, and tests start their own references.
+for unit in etcd docker.socket docker containerd; do
+  if systemctl is-active --quiet "$unit" 2>/dev/null; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 
 stamp=.venv/.dockyard-installed
 if [[ ! -x .venv/bin/python ]]; then
