@@ -12,6 +12,7 @@ import datetime
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dockyard.http.server import HttpServer, serve
-from dockyard.http.types import Request, Response, StreamingResponse
+from dockyard.http.types import HijackedStream, HijackResponse, Request, Response, StreamingResponse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -810,3 +811,117 @@ async def test_close_lets_in_flight_request_finish_with_connection_close() -> No
         await closing
     assert server.connection_count == 0
     writer.close()
+
+
+# --- hijacked connections (Docker's attach) ---------------------------------------------------
+
+
+def _upgrade(target: str) -> bytes:
+    return request("POST", target, b"", "Connection: Upgrade", "Upgrade: tcp")
+
+
+@pytest.mark.asyncio
+async def test_hijack_upgrades_and_survives_the_clients_half_close() -> None:
+    received: list[bytes] = []
+    handler_done = asyncio.Event()
+
+    async def handle(stream: HijackedStream) -> None:
+        try:
+            # Echo upper-cased until the client half-closes, then write once more and end.
+            while data := await stream.read():
+                received.append(data)
+                await stream.write(data.upper())
+            await stream.write(b"bye")
+        finally:
+            handler_done.set()
+
+    async def route(req: Request) -> HijackResponse:
+        return HijackResponse(
+            101, handle, "application/vnd.docker.raw-stream", headers=(("Api-Version", "1.44"),)
+        )
+
+    server = await start(route)
+    try:
+        reader, writer = await connect(server)
+        # Bytes sent right behind the request (in the same write) belong to the stream.
+        writer.write(_upgrade("/attach") + b"early ")
+        async with asyncio.timeout(WAIT_S):
+            status, headers, _ = await read_head(reader)
+            assert status == 101
+            assert headers["connection"] == "Upgrade" and headers["upgrade"] == "tcp"
+            assert headers["content-type"] == "application/vnd.docker.raw-stream"
+            assert headers["api-version"] == "1.44"
+            assert "content-length" not in headers
+            assert await reader.readexactly(6) == b"EARLY "
+            writer.write(b"late")
+            assert await reader.readexactly(4) == b"LATE"
+            writer.write_eof()  # half-close: the server keeps writing
+            assert await reader.read() == b"bye"  # then the server closes
+            await handler_done.wait()
+        assert b"".join(received) == b"early late"
+        writer.close()
+    finally:
+        await server.close()
+
+
+@pytest.mark.asyncio
+async def test_hijack_handler_is_cancelled_when_the_client_leaves() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def handle(stream: HijackedStream) -> None:
+        started.set()
+        try:
+            await asyncio.Future()  # the handler never ends on its own
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await start(lambda req: HijackResponse(101, handle))
+    try:
+        reader, writer = await connect(server)
+        writer.write(_upgrade("/attach"))
+        async with asyncio.timeout(WAIT_S):
+            assert (await read_head(reader))[0] == 101
+            await started.wait()
+            # A reset, not a FIN: a FIN is only the end of the client's half of the stream.
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()
+            await cancelled.wait()
+    finally:
+        await server.close()
+
+
+@pytest.mark.asyncio
+async def test_hijack_ends_with_the_server_and_an_upgrade_answered_plainly_closes() -> None:
+    started = asyncio.Event()
+
+    async def handle(stream: HijackedStream) -> None:
+        started.set()
+        await stream.read()  # the client never writes: only the server's close ends this
+
+    def route(req: Request) -> Response | HijackResponse:
+        if req.raw_path == "/missing":
+            return Response(404, b"no", content_type="text/plain")
+        return HijackResponse(101, handle)
+
+    server = await start(route)
+    reader2, writer2 = await connect(server)
+    try:
+        writer2.write(_upgrade("/missing") + b"junk that is not HTTP")
+        async with asyncio.timeout(WAIT_S):
+            status, _, body = await read_response(reader2)
+        assert (status, body) == (404, b"no")
+        await assert_closed(reader2)
+        reader, writer = await connect(server)
+        writer.write(_upgrade("/attach"))
+        async with asyncio.timeout(WAIT_S):
+            assert (await read_head(reader))[0] == 101
+            await started.wait()
+    finally:
+        async with asyncio.timeout(WAIT_S):
+            await server.close()
+    await assert_closed(reader)
+    writer.close()
+    writer2.close()

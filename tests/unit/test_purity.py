@@ -24,6 +24,7 @@ PURE_MODULES = [
     "engine/model/oci_spec.py",
     "engine/runtime/logfile.py",
     "engine/images/model.py",
+    "engine/model/attach.py",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -26,8 +26,17 @@ Invariants:
   start fails, and before its snapshot is removed.
 - Unix sockets are created root-only (0600) and removed on a graceful stop.
 
+Attach: a session is a stream connection to the container's shim (the shim's attach
+protocol, runtime/shim.py). Attaching to a running container connects to its `attach.sock`;
+attaching to one that is not running (`docker run` attaches before it starts) makes a
+socketpair whose other end is handed to the shim at the next start, so the session sees the
+output from the first byte. A pending end is closed when its session ends, when the start
+is over (the shim holds its own copy), or when the container is removed.
+AutoRemove (`--rm`): the container is removed after it exits or fails to start, and only then
+are `condition=removed` waiters answered.
+
 Not yet: networking (every container gets `--network none`, or `host` when asked; /info
-says so in Warnings), attach, exec, restart policies, TLS listeners, OOM reporting.
+says so in Warnings), exec, restart policies, TLS listeners, OOM reporting.
 """
 
 from __future__ import annotations
@@ -68,9 +77,13 @@ from dockyard.engine.model import oci_spec
 from dockyard.engine.runtime.logfile import format_rfc3339nano
 from dockyard.engine.runtime.runc import Runc, RuncError
 from dockyard.engine.runtime.shim import (
+    ATTACH_OUTPUT,
+    ATTACH_RESIZE,
+    ATTACH_STDIN,
     ExitStatus,
     ShimConfig,
     ShimError,
+    attach_socket_path,
     load_exit_status,
     shim_running,
     start_shim,
@@ -92,6 +105,15 @@ NETWORK_WARNING = (
     "WARNING: dockyard has no container networking yet: containers run with "
     "--network none unless --network host is given"
 )
+
+
+@dataclass(eq=False)
+class AttachSession:
+    """One attach client's connection to a container's shim (stdcopy frames in, stdin out)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    pending: socket.socket | None = None  # the shim's end, until a start hands it over
 
 
 class ListenerError(Exception):
@@ -286,6 +308,7 @@ class Engine:
         self._exit_waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._removed_waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._pending_attach: dict[str, list[tuple[socket.socket, str]]] = {}
 
     # -- hooks for the image store ------------------------------------------------------
 
@@ -315,6 +338,9 @@ class Engine:
         """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
         for record in list(self.containers):
             if not record.state.running:
+                if record.state.status == "exited":
+                    # The daemon stopped between an AutoRemove container's exit and removal.
+                    await self._auto_remove(record.id)
                 continue
             state_dir = self.layout.shims / record.id
             if shim_running(state_dir):
@@ -324,6 +350,7 @@ class Engine:
                 255, None, False, now_rfc3339(), "the container's shim is gone"
             )
             await self._on_exit(record.id, status)
+            await self._auto_remove(record.id)
 
     async def close(self) -> None:
         """Stop watching (containers keep running under their shims)."""
@@ -344,6 +371,22 @@ class Engine:
             status = ExitStatus(255, None, False, now_rfc3339(), str(e))
         self._monitors.pop(cid, None)
         await self._on_exit(cid, status)
+        await self._auto_remove(cid)
+
+    async def _auto_remove(self, cid: str) -> None:
+        """`--rm`: remove a container that is no longer running (moby daemon/monitor.go)."""
+        try:
+            record = self.containers.get(cid)
+        except EngineError:
+            return  # already removed
+        if not record.host_config.get("AutoRemove") or record.state.running:
+            return
+        try:
+            await self.remove(cid, force=True)
+        except EngineError:
+            pass  # removed meanwhile (`docker rm -f` raced us)
+        except Exception:
+            logger.exception("container %s: auto-remove failed", cid)
 
     async def _on_exit(self, cid: str, status: ExitStatus) -> None:
         record = self.containers.get(cid)
@@ -513,7 +556,14 @@ class Engine:
 
     async def start(self, ref: str) -> None:
         record = self.containers.resolve(ref)
-        cid = record.id
+        try:
+            await self._start(record.id)
+        except InvalidArgument:
+            # moby daemon/start.go: an AutoRemove container whose start failed is removed.
+            await self._auto_remove(record.id)
+            raise
+
+    async def _start(self, cid: str) -> None:
         async with self._lock(cid):
             record = self.containers.get(cid)
             if record.state.running:
@@ -534,17 +584,27 @@ class Engine:
                 (bundle / "config.json").write_text(json.dumps(spec))
                 state_dir = self.layout.shims / cid
                 shutil.rmtree(state_dir, ignore_errors=True)  # the previous run's
-                handle = await start_shim(
-                    ShimConfig(
-                        container_id=cid,
-                        bundle=bundle,
-                        state_dir=state_dir,
-                        runc_root=self.layout.runc_root,
-                        runc_binary=self._runc_binary,
-                        tty=record.tty,
-                        log_path=self.log_path(cid),
+                # Sessions that attached before the start get the output from its first byte.
+                pending = self._pending_attach.pop(cid, [])
+                try:
+                    handle = await start_shim(
+                        ShimConfig(
+                            container_id=cid,
+                            bundle=bundle,
+                            state_dir=state_dir,
+                            runc_root=self.layout.runc_root,
+                            runc_binary=self._runc_binary,
+                            tty=record.tty,
+                            stdin=bool(record.config.get("OpenStdin")),
+                            stdin_once=bool(record.config.get("StdinOnce")),
+                            log_path=self.log_path(cid),
+                            console_size=_console_size(record.host_config),
+                        ),
+                        attach_fds=[(sock.fileno(), mode) for sock, mode in pending],
                     )
-                )
+                finally:
+                    for sock, _ in pending:
+                        sock.close()
             except RuncError as e:
                 await asyncio.to_thread(unmount, rootfs)
                 message = ct.docker_start_error(e.message)
@@ -629,10 +689,57 @@ class Engine:
                 await asyncio.to_thread(self.snapshots.remove, cid)
             shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
             self.containers.remove(cid)
+            for sock, _ in self._pending_attach.pop(cid, []):
+                sock.close()
         self._locks.pop(cid, None)
         for fut in self._removed_waiters.pop(cid, set()):
             if not fut.done():
                 fut.set_result(record.state.exit_code)
+
+    async def attach(self, record: ContainerRecord, *, stdin: bool) -> AttachSession | None:
+        """Connect a session to the container's shim; None if it exited meanwhile."""
+        cid = record.id
+        mode = ATTACH_STDIN if stdin else ATTACH_OUTPUT
+        if record.state.running:
+            dir_fd = os.open(self.layout.shims / cid, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                reader, writer = await asyncio.open_unix_connection(attach_socket_path(dir_fd))
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None  # the shim is gone: the container exited
+            finally:
+                os.close(dir_fd)
+            writer.write(mode.encode())
+            return AttachSession(reader, writer)
+        ours, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        self._pending_attach.setdefault(cid, []).append((theirs, mode))
+        return AttachSession(reader, writer, theirs)
+
+    def end_attach(self, cid: str, session: AttachSession) -> None:
+        pending = self._pending_attach.get(cid, [])
+        if session.pending is not None:
+            self._pending_attach[cid] = [p for p in pending if p[0] is not session.pending]
+            if not self._pending_attach[cid]:
+                del self._pending_attach[cid]
+            session.pending.close()
+        session.writer.close()
+
+    async def resize(self, ref: str, rows: int, cols: int) -> None:
+        record = self.containers.resolve(ref)
+        if not record.state.running:
+            raise Conflict(f"Container {record.id} is not running")
+        dir_fd = os.open(self.layout.shims / record.id, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            reader, writer = await asyncio.open_unix_connection(attach_socket_path(dir_fd))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise Conflict(f"Container {record.id} is not running") from None
+        finally:
+            os.close(dir_fd)
+        try:
+            writer.write(f"{ATTACH_RESIZE}{rows} {cols}\n".encode())
+            await reader.read()  # the shim answers once the terminal has its new size
+        finally:
+            writer.close()
 
     async def logs(
         self,
@@ -690,6 +797,18 @@ def _log_item(
     if timestamps:
         line = str(entry.get("time", "")).encode() + b" " + line
     return stream, line
+
+
+def _console_size(hc: Mapping[str, Any]) -> tuple[int, int] | None:
+    """HostConfig.ConsoleSize ([rows, cols], API 1.42+); None when unset or zero."""
+    size = hc.get("ConsoleSize")
+    try:
+        rows, cols = (int(v) for v in size) if size else (0, 0)
+    except (TypeError, ValueError):
+        return None
+    if 0 < rows < 65536 and 0 < cols < 65536:
+        return rows, cols
+    return None
 
 
 def _host_config_defaults(hc: Mapping[str, Any], *, cgroup_version: int) -> dict[str, Any]:

@@ -32,6 +32,15 @@ Invariants:
   are refused with a 500 rather than sent.
 - The request target is ASCII: llhttp refuses raw bytes >= 0x80 in it (400), unlike Go.
 
+Hijacking (Docker's attach and exec start): a `HijackResponse` ends HTTP on its connection.
+For a request that asked to upgrade (`Connection: Upgrade`), llhttp stops at the end of the
+request and every byte after it (already read or still to come) belongs to the raw stream;
+a client half-close is then not a disconnect (`docker run` without `-i` shuts down its
+writing side at once) but EOF on the stream. The handler runs as the connection's task, so
+a disconnect or a server shutdown cancels it, and the connection closes when it returns.
+Hijacking a request that did not ask to upgrade works too, but bytes pipelined behind it in
+the same read are parsed as HTTP and lost to the stream.
+
 Not here (yet): idle keep-alive and slow-header timeouts.
 
 Must not: parse URLs or percent-decode the target (routes do that), or interpret bodies.
@@ -58,6 +67,7 @@ import httptools
 
 from dockyard.http.types import (
     Handler,
+    HijackResponse,
     Request,
     Response,
     StreamingResponse,
@@ -81,6 +91,8 @@ DEFAULT_MAX_HEADER_COUNT: Final = 256
 
 # Pause reading when this many parsed requests wait behind the one being answered.
 _PIPELINE_HIGH: Final = 16
+# Reading pauses while a hijacked stream holds this many unread bytes.
+_RAW_HIGH_BYTES: Final = 256 * 1024
 # After an error response we read and drop at most this much before closing, so the client
 # can read our answer instead of getting a RST for unread data ("lingering close").
 _LINGER_BYTES: Final = 1024 * 1024
@@ -245,6 +257,78 @@ def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
     return httptools.HttpRequestParser(protocol)
 
 
+class _RawInput:
+    """Bytes from the client once HTTP parsing stopped (an upgrade), and whether it hit EOF."""
+
+    __slots__ = ("_conn", "buffer", "eof", "waiter")
+
+    def __init__(self, conn: _HttpConnection, initial: bytes = b"") -> None:
+        self._conn = conn
+        self.buffer = bytearray(initial)
+        self.eof = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.buffer) >= _RAW_HIGH_BYTES
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+        if self.full:
+            self._conn._update_reading()
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self._wake()
+
+    async def read(self, max_bytes: int) -> bytes:
+        while not self.buffer and not self.eof:
+            if self.waiter is None:
+                self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if self._conn._reading_paused:
+            self._conn._update_reading()
+        return data
+
+
+class _Hijacked:
+    """`dockyard.http.types.HijackedStream` over a connection's transport."""
+
+    __slots__ = ("_conn", "_raw")
+
+    def __init__(self, conn: _HttpConnection, raw: _RawInput) -> None:
+        self._conn = conn
+        self._raw = raw
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        return await self._raw.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        conn = self._conn
+        transport = conn._transport
+        if transport is None or conn._stop or transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        transport.write(data)
+        if conn._write_paused:
+            await conn._drain()
+
+    def write_eof(self) -> None:
+        transport = self._conn._transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            transport.write_eof()
+
+    def close(self) -> None:
+        self._conn._close()
+
+
 class _HttpConnection(asyncio.Protocol):
     """One client connection. See the module docstring for the rules it keeps."""
 
@@ -266,6 +350,7 @@ class _HttpConnection(asyncio.Protocol):
         "_parser_dead",
         "_peer_cert",
         "_queue",
+        "_raw",
         "_raw_header_bytes",
         "_reading_paused",
         "_reject_status",
@@ -312,6 +397,7 @@ class _HttpConnection(asyncio.Protocol):
         self._reading_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._raw: _RawInput | None = None  # set once HTTP parsing stopped for a hijack
 
     # --- asyncio.Protocol -----------------------------------------------------------------
 
@@ -334,6 +420,8 @@ class _HttpConnection(asyncio.Protocol):
         self._stop = True
         self._server._forget(self)
         self._queue.clear()
+        if self._raw is not None:
+            self._raw.feed_eof()
         if self._task is not None:
             self._task.cancel()
         waiter = self._drain_waiter
@@ -348,6 +436,10 @@ class _HttpConnection(asyncio.Protocol):
         # transport closes and connection_lost cancels any in-flight handler or stream, so a
         # long-poll or watch stops waiting. Requests answered synchronously in data_received
         # have already been written by now, so `printf 'GET ...' | nc -N` still works.
+        # After an upgrade, EOF only ends the client's half of the raw stream.
+        if self._raw is not None:
+            self._raw.feed_eof()
+            return True
         return None
 
     def pause_writing(self) -> None:
@@ -364,6 +456,9 @@ class _HttpConnection(asyncio.Protocol):
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._raw.feed(data)
+            return
         if self._lingering:
             self._linger_bytes += len(data)
             if self._linger_bytes > _LINGER_BYTES and self._transport is not None:
@@ -375,10 +470,12 @@ class _HttpConnection(asyncio.Protocol):
         completed_before = self._completed
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # We speak no other protocol (h2c, websocket): answer the request as plain
-            # HTTP/1.1, then close rather than guess where the next message starts.
+        except httptools.HttpParserUpgrade as upgrade:
+            # The request is answered as plain HTTP/1.1 and the connection then closed, unless
+            # its handler hijacks it (a `HijackResponse`): then what follows is its stream.
             self._parser_dead = True
+            offset = upgrade.args[0] if upgrade.args and isinstance(upgrade.args[0], int) else 0
+            self._raw = _RawInput(self, data[offset:])
             if self._queue:
                 last = self._queue[-1]
                 if not isinstance(last, int):
@@ -537,6 +634,8 @@ class _HttpConnection(asyncio.Protocol):
                 result = _INTERNAL_ERROR
             if isinstance(result, Response):
                 self._send(result, request.method == "HEAD", keep_alive, http11)
+            elif isinstance(result, StreamingResponse | HijackResponse):
+                self._start_task(self._run_async(result, request, keep_alive, http11))
             else:
                 if isinstance(result, asyncio.Future):
                     # A plain future (a write waiting for its log entry): no task needed,
@@ -577,7 +676,7 @@ class _HttpConnection(asyncio.Protocol):
         request: Request,
         keep_alive: bool,
         http11: bool,
-        future: asyncio.Future[Response | StreamingResponse],
+        future: asyncio.Future[Response | StreamingResponse | HijackResponse],
     ) -> None:
         if self._task is not future:
             return  # the connection went away and cancelled it
@@ -596,13 +695,15 @@ class _HttpConnection(asyncio.Protocol):
 
     async def _run_async(
         self,
-        result: StreamingResponse | Awaitable[Response | StreamingResponse],
+        result: StreamingResponse
+        | HijackResponse
+        | Awaitable[Response | StreamingResponse | HijackResponse],
         request: Request,
         keep_alive: bool,
         http11: bool,
     ) -> None:
         response: object = result
-        if not isinstance(result, StreamingResponse):
+        if not isinstance(result, StreamingResponse | HijackResponse):
             try:
                 response = await result
             except Exception:
@@ -615,6 +716,8 @@ class _HttpConnection(asyncio.Protocol):
             self._send(response, head, keep_alive, http11)
         elif isinstance(response, StreamingResponse):
             await self._stream(response, head, keep_alive, http11)
+        elif isinstance(response, HijackResponse):
+            await self._hijack(response, request, http11)
         else:
             logger.error(
                 "handler for %s %s returned %r, not a Response",
@@ -773,6 +876,50 @@ class _HttpConnection(asyncio.Protocol):
                 except Exception:
                     logger.exception("closing a streaming response body failed")
 
+    async def _hijack(self, response: HijackResponse, request: Request, http11: bool) -> None:
+        transport = self._transport
+        if transport is None or self._stop:
+            if response.abandon is not None:
+                response.abandon()
+            return
+        raw = self._raw
+        if raw is None:
+            # Not an upgrade request: stop parsing; what arrives from now on is the stream's.
+            self._parser_dead = True
+            raw = self._raw = _RawInput(self)
+        self._queue.clear()
+        try:
+            others = _extra_headers(response.headers) if response.headers else ""
+        except ValueError:
+            logger.exception("handler returned an unencodable hijack response")
+            if response.abandon is not None:
+                response.abandon()
+            self._send(_INTERNAL_ERROR, False, False, http11)
+            return
+        if response.status == 101:
+            # The parser refused CR/LF in header values, so echoing Upgrade is safe.
+            upgrade = request.headers.get("upgrade") or "tcp"
+            connection = f"Connection: Upgrade\r\nUpgrade: {upgrade}\r\n"
+        else:
+            connection = "Connection: close\r\n"
+        ctype = f"Content-Type: {response.content_type}\r\n" if response.content_type else ""
+        transport.write(
+            (
+                f"{_status_line(response.status)}Date: {_date.get()}\r\n"
+                f"{self._server._server_line}{ctype}{others}{connection}\r\n"
+            ).encode("latin-1")
+        )
+        self._streaming = True
+        try:
+            await response.handler(_Hijacked(self, raw))
+        except ConnectionError:
+            pass
+        except Exception:
+            logger.exception("hijacked stream handler failed for %s", request.target)
+        finally:
+            self._streaming = False
+            self._close()
+
     async def _drain(self) -> None:
         if not self._write_paused:
             return
@@ -833,7 +980,11 @@ class _HttpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._stop:
             return
-        should_pause = self._write_paused or len(self._queue) >= _PIPELINE_HIGH
+        should_pause = (
+            self._write_paused
+            or len(self._queue) >= _PIPELINE_HIGH
+            or (self._raw is not None and self._raw.full)
+        )
         if should_pause and not self._reading_paused:
             self._reading_paused = True
             transport.pause_reading()

@@ -1,14 +1,15 @@
 """Values exchanged between the HTTP server (`dockyard.http.server`) and routes (store, engine).
 
-A handler takes a `Request` and returns a `Response`, a `StreamingResponse`, or an awaitable of
-either. Header names in `Request.headers` are lower-case; the first occurrence wins. Pure.
+A handler takes a `Request` and returns a `Response`, a `StreamingResponse`, a `HijackResponse`,
+or an awaitable of one of them. Header names in `Request.headers` are lower-case; the first
+occurrence wins. Pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,41 @@ class StreamingResponse:
     single_chunk: bool = False
 
 
+class HijackedStream(Protocol):
+    """The raw connection after a `HijackResponse`'s headers: HTTP is no longer parsed.
+
+    `read` returns bytes the client sent after the request (including any that arrived with
+    it), and b"" once the client half-closed (shutdown SHUT_WR) or left. A half-close does not
+    end the connection: the handler may go on writing. `write` waits while the client is slow.
+    """
+
+    async def read(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class HijackResponse:
+    """Take over the connection (Docker's attach/exec: `Upgrade: tcp`, api-surface.md §4).
+
+    The server writes the status line (101 adds `Connection: Upgrade` and echoes the
+    request's `Upgrade`), `content_type` and `headers`, then awaits `handler` with the raw
+    stream and closes the connection when it returns (or is cancelled: client gone, server
+    closing). If the connection is gone before the handler could start, `abandon` is called
+    instead, so a route can release what it prepared for the handler.
+    """
+
+    status: int
+    handler: Callable[[HijackedStream], Awaitable[None]]
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    abandon: Callable[[], None] | None = None
+
+
 def render_headers(headers: tuple[tuple[str, str], ...]) -> str:
     """Header lines for `Response.trusted_headers`; refuses CR, LF and bad names."""
     out = []
@@ -68,5 +104,6 @@ def render_headers(headers: tuple[tuple[str, str], ...]) -> str:
     return "".join(out)
 
 
-HandlerResult = Response | StreamingResponse | Awaitable[Response | StreamingResponse]
+AnyResponse = Response | StreamingResponse | HijackResponse
+HandlerResult = AnyResponse | Awaitable[AnyResponse]
 Handler = Callable[[Request], HandlerResult]

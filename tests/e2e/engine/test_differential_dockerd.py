@@ -185,3 +185,22 @@ def test_an_unknown_network_is_refused_by_both(daemons: tuple[DaemonProcess, ...
         return [(result.returncode, "nosuchnet" in result.stderr)]
 
     run_both(daemons, scenario)
+
+
+def test_foreground_run_attaches_and_returns_the_exit_status(
+    daemons: tuple[DaemonProcess, ...],
+) -> None:
+    def scenario(d: DaemonProcess) -> list[Any]:
+        def run(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
+            return d.docker("run", "--rm", "--name", name, "--network", "none", "busybox", *argv)
+
+        missing = run("fg-missing", "nosuchcmd")
+        return [
+            outcome(run("fg-echo", "echo", "hi")),
+            outcome(run("fg-exit", "sh", "-c", "echo out; echo err >&2; exit 3")),
+            (missing.returncode, 'exec: "nosuchcmd": executable file not found' in missing.stderr),
+            # --rm leaves none of them behind
+            outcome(d.docker("ps", "-a", "--filter", "name=fg-", "--format", PS_FORMAT)),
+        ]
+
+    run_both(daemons, scenario)

@@ -13,10 +13,18 @@ Invariants:
   met (the CLI blocks on the headers of `wait` before it sends `start`).
 - Errors found before a stream starts are ordinary JSON errors.
 - Unknown paths answer 404 `page not found`, as dockerd's router does.
+- Attach (api-surface.md §4) is a hijack: the shim session is opened before the 101 is sent,
+  so a `start` the client sends after it cannot miss output. Output frames are passed on as
+  stdcopy frames (raw payload with a TTY); client input goes to the shim until the detach
+  keys or EOF. EOF of the client's input closes the container's stdin when it has StdinOnce
+  and no TTY, and otherwise ends the session (moby container/stream/attach.go). The session
+  ends when the shim closes it (the container exited) or the client leaves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -46,10 +54,24 @@ from dockyard.engine.containers import (
     parse_time_ns,
     status_text,
 )
-from dockyard.engine.daemon import NETWORK_WARNING, Engine
+from dockyard.engine.daemon import NETWORK_WARNING, AttachSession, Engine
 from dockyard.engine.images.model import InvalidReference
 from dockyard.engine.images.store import ImageNotFound, ImageRecord
-from dockyard.http.types import Request, Response, StreamingResponse, render_headers
+from dockyard.engine.model.attach import (
+    FRAME_HEADER_BYTES,
+    DetachMatcher,
+    InvalidDetachKeys,
+    parse_detach_keys,
+    parse_frame_header,
+)
+from dockyard.http.types import (
+    HijackedStream,
+    HijackResponse,
+    Request,
+    Response,
+    StreamingResponse,
+    render_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +83,7 @@ _STREAM_IDS = {"stdout": 1, "stderr": 2}
 # API 1.42 named the stream format in Content-Type (api-surface.md §4).
 _TYPED_STREAMS_SINCE = ApiVersion(1, 42)
 
-Reply = Response | StreamingResponse
+Reply = Response | StreamingResponse | HijackResponse
 
 
 @dataclass(frozen=True)
@@ -509,6 +531,75 @@ class DockerApi:
 
         return StreamingResponse(200, body(), JSON, headers=_PING_HEADERS)
 
+    @_route("POST", "/containers/(?P<id>[^/]+)/attach")
+    async def container_attach(self, call: Call) -> Reply:
+        engine = self.engine
+        record = engine.containers.resolve(call.params["id"])
+        try:
+            detach_keys = parse_detach_keys(call.arg("detachKeys"))
+        except InvalidDetachKeys as e:
+            raise InvalidArgument(str(e)) from None
+        streams = frozenset(s for s in ("stdout", "stderr") if call.flag(s))
+        tty = record.tty
+        stdin = call.flag("stdin") and bool(record.config.get("OpenStdin"))
+        stdin_once = bool(record.config.get("StdinOnce"))
+        logs = call.flag("logs")
+        session = await engine.attach(record, stdin=stdin) if call.flag("stream") else None
+
+        async def run(client: HijackedStream) -> None:
+            try:
+                if logs:
+                    lines = engine.logs(
+                        record, streams=streams, follow=False, tail=None, timestamps=False
+                    )
+                    async for stream, line in lines:
+                        await client.write(line if tty else frame(stream, line))
+                if session is not None:
+                    await _pump(
+                        client,
+                        session,
+                        streams=streams,
+                        tty=tty,
+                        stdin=stdin,
+                        close_stdin=stdin_once and not tty,
+                        detach_keys=detach_keys,
+                    )
+            finally:
+                if session is not None:
+                    engine.end_attach(record.id, session)
+
+        def abandon() -> None:
+            if session is not None:
+                engine.end_attach(record.id, session)
+
+        upgrade = "upgrade" in call.request.headers.get("connection", "").lower()
+        return HijackResponse(
+            101 if upgrade else 200,
+            run,
+            self._stream_type(call, tty),
+            headers=_PING_HEADERS,
+            abandon=abandon,
+        )
+
+    @staticmethod
+    def _stream_type(call: Call, tty: bool) -> str:
+        if call.version >= _TYPED_STREAMS_SINCE:
+            kind = "raw-stream" if tty else "multiplexed-stream"
+        else:
+            kind = "raw-stream"
+        return f"application/vnd.docker.{kind}"
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/resize")
+    async def container_resize(self, call: Call) -> Reply:
+        try:
+            rows, cols = int(call.arg("h", "0") or "0"), int(call.arg("w", "0") or "0")
+        except ValueError:
+            raise InvalidArgument("invalid resize height or width") from None
+        if not (0 <= rows < 65536 and 0 <= cols < 65536):
+            raise InvalidArgument("invalid resize height or width")
+        await self.engine.resize(call.params["id"], rows, cols)
+        return Response(200, trusted_headers=_TRUSTED)
+
     @_route("GET", "/containers/(?P<id>[^/]+)/logs")
     async def container_logs(self, call: Call) -> Reply:
         record = self.engine.containers.resolve(call.params["id"])
@@ -538,13 +629,65 @@ class DockerApi:
             finally:
                 await lines.aclose()
 
-        if call.version >= _TYPED_STREAMS_SINCE:
-            kind = "raw-stream" if tty else "multiplexed-stream"
-        else:
-            kind = "raw-stream"
-        return StreamingResponse(
-            200, body(), f"application/vnd.docker.{kind}", headers=_PING_HEADERS
-        )
+        return StreamingResponse(200, body(), self._stream_type(call, tty), headers=_PING_HEADERS)
+
+
+async def _pump(
+    client: HijackedStream,
+    session: AttachSession,
+    *,
+    streams: frozenset[str],
+    tty: bool,
+    stdin: bool,
+    close_stdin: bool,
+    detach_keys: bytes,
+) -> None:
+    """Shim output to the client, client input to the shim, until the session ends."""
+
+    async def output() -> None:
+        reader = session.reader
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                header = await reader.readexactly(FRAME_HEADER_BYTES)
+                stream, size = parse_frame_header(header)
+                payload = await reader.readexactly(size)
+                if stream in streams:
+                    await client.write(payload if tty else header + payload)
+
+    async def input_ends_session() -> bool:
+        matcher = DetachMatcher(detach_keys)
+        writer = session.writer
+        while data := await client.read():
+            data, detached = matcher.feed(data)
+            if data:
+                writer.write(data)
+                await writer.drain()
+            if detached:
+                return True
+        if close_stdin:
+            writer.write_eof()  # the shim closes the container's stdin
+            return False
+        return True
+
+    out_task = asyncio.create_task(output())
+    tasks: set[asyncio.Task[Any]] = {out_task}
+    if stdin:
+        tasks.add(asyncio.create_task(input_ends_session()))
+    try:
+        while tasks:
+            done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if out_task in done:
+                return
+            for task in done:
+                if task.exception() is not None or task.result():
+                    return
+    finally:
+        for task in (out_task, *tasks):
+            task.cancel()
+        results = await asyncio.gather(out_task, *tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, ConnectionError):
+                logger.error("attach session failed", exc_info=result)
 
 
 def _parse_filters(text: str) -> dict[str, set[str]]:

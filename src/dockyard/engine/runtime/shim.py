@@ -15,12 +15,29 @@ State dir contract (what a restarted daemon reads to reconnect):
 - `stdin`: a FIFO when started with stdin; the container's stdin closes when the first
   writer closes it (Docker's StdinOnce).
 - `shim.log`: the shim's own stderr.
+- `attach.sock`: attach clients (below); bound and reached through `/proc/self/fd/<dir fd>/`
+  so a long state dir cannot overflow sun_path (`attach_socket_path`).
+
+Attach (Docker's attach, after containerd's fifos): a client is a stream socket, either
+accepted on `attach.sock` or handed over at launch (`--attach-fd FD:MODE`, a socketpair end
+the daemon made before the start). A socket client first sends one mode byte (`i`: output and
+stdin, `o`: output only, `r`: a resize, followed by `<rows> <cols>\n`). Every client gets each
+stdout/stderr chunk read from the moment it is attached, framed as Docker's stdcopy (stream
+byte, three zero bytes, big-endian u32 length, data; TTY output is stream 1), and the shim
+closes it after the last output, before writing exit.json. Bytes an `i` client sends go to
+the container's stdin; its EOF closes that stdin when the container has StdinOnce and no TTY
+(moby container/stream/attach.go); otherwise it only ends that client's input.
+Nothing is lost for `docker run`: clients that attached before the start are handed over at
+launch and registered before the first output is read. Writes to clients block (as dockerd's
+attach does): a client that stops reading stalls the container's output; a client that is
+gone (EPIPE) is dropped.
 
 Invariants:
 - The shim is never the daemon's child (`start_new_session` + a double fork) and holds no
   pipe that the daemon reads except the notify pipe, to which it writes one short report
   line right after start (EPIPE is caught; Python ignores SIGPIPE) and which it otherwise
-  only closes, by exiting: EOF on it means "exit.json is written".
+  only closes, by exiting: EOF on it means "exit.json is written". (Attach clients are
+  sockets; a vanished one is dropped.)
 - The shim is a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`), so the container init is
   reparented to it when `runc create` exits, and it reaps with `waitpid(-1)` only after the
   last runc subprocess of the start sequence has been awaited (no stolen exit statuses).
@@ -32,7 +49,7 @@ pipe (`ShimHandle.wait_exit`). A daemon that restarted has no pipe: it opens a p
 `shim.pid` (`pidfd_open`, readable when the shim exits) and falls back to polling
 `exit.json` at a coarse interval only where pidfds are unavailable.
 
-Not done yet: OOM detection (`oom_killed` is always false), attach, exec through the shim.
+Not done yet: OOM detection (`oom_killed` is always false), exec through the shim.
 """
 
 from __future__ import annotations
@@ -41,16 +58,19 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
 import signal
 import socket
+import struct
 import sys
 import tempfile
+import termios
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +84,11 @@ EXIT_FILE = "exit.json"
 DEFAULT_LOG_FILE = "container-json.log"
 STDIN_FIFO = "stdin"
 SHIM_LOG_FILE = "shim.log"
+ATTACH_SOCKET = "attach.sock"
+ATTACH_STDIN = "i"
+ATTACH_OUTPUT = "o"
+ATTACH_RESIZE = "r"
+STREAM_IDS: dict[Stream, int] = {"stdout": 1, "stderr": 2}
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _READ_CHUNK_BYTES = 32 * 1024
@@ -88,7 +113,9 @@ class ShimConfig:
     runc_binary: str = DEFAULT_BINARY
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False
     log_path: Path | None = None
+    console_size: tuple[int, int] | None = None  # (rows, cols) of a TTY from its start
 
     @property
     def json_log_path(self) -> Path:
@@ -107,6 +134,10 @@ class ShimConfig:
             argv.append("--tty")
         if self.stdin:
             argv.append("--stdin")
+        if self.stdin_once:
+            argv.append("--stdin-once")
+        if self.console_size is not None:
+            argv += ["--console-size", f"{self.console_size[0]}x{self.console_size[1]}"]
         return argv
 
 
@@ -219,8 +250,149 @@ def _report(report_fd: int | None, payload: dict[str, Any]) -> None:
         os.write(report_fd, json.dumps(payload).encode() + b"\n")
 
 
-def _copy_output(sources: Sequence[tuple[int, Stream]], log_fd: int) -> None:
-    """Copy container output into the json-file log until every source reaches EOF."""
+def attach_socket_path(dir_fd: int) -> str:
+    """`attach.sock` of the state dir open as `dir_fd`, by a path that fits in sun_path."""
+    return f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
+
+
+def frame_output(stream: Stream, data: bytes) -> bytes:
+    return bytes((STREAM_IDS[stream], 0, 0, 0)) + len(data).to_bytes(4, "big") + data
+
+
+class _StdinSink:
+    """The container's stdin (pipe or pty master dup), shared by the FIFO and attach clients."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._fd is None:
+                return
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError:
+                pass  # the container closed its stdin or exited
+
+    def close(self) -> None:
+        # Closing the pipe gives the container EOF; closing our dup of a pty master does not
+        # hang up the terminal (the output copier still holds the master).
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class _Attachments:
+    """The attach clients of one container (see the module docstring)."""
+
+    def __init__(self, *, tty: bool, stdin_once: bool, stdin: _StdinSink | None) -> None:
+        self._tty = tty
+        self._stdin_once = stdin_once
+        self._stdin = stdin
+        self._lock = threading.Lock()
+        self._clients: list[socket.socket] = []
+        self._closed = False
+        self.resize_fd: int | None = None
+
+    def add(self, sock: socket.socket, mode: str) -> None:
+        """Register `sock` for output now, then serve its input on a thread."""
+        if mode not in (ATTACH_STDIN, ATTACH_OUTPUT):
+            sock.close()
+            return
+        with self._lock:
+            if self._closed:
+                sock.close()
+                return
+            self._clients.append(sock)
+        threading.Thread(target=self._read_input, args=(sock, mode), daemon=True).start()
+
+    def _read_input(self, sock: socket.socket, mode: str) -> None:
+        while True:
+            try:
+                data = sock.recv(_READ_CHUNK_BYTES)
+            except OSError:
+                return  # shut down by us (drop or exit): not the client's EOF
+            if not data:
+                break
+            if mode == ATTACH_STDIN and self._stdin is not None:
+                self._stdin.write(data)
+        if mode == ATTACH_STDIN and self._stdin is not None and self._stdin_once and not self._tty:
+            self._stdin.close()
+
+    def serve(self, conn: socket.socket) -> None:
+        """A connection on attach.sock: read its mode byte, then attach or resize."""
+        try:
+            conn.settimeout(10.0)
+            mode = conn.recv(1).decode("latin-1")
+            if mode == ATTACH_RESIZE:
+                line = b""
+                while not line.endswith(b"\n") and len(line) < 64:
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    line += chunk
+                rows, cols = (int(v) for v in line.split()[:2])
+                self._resize(rows, cols)
+                conn.sendall(b"ok\n")
+                conn.close()
+                return
+            conn.settimeout(None)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        self.add(conn, mode)
+
+    def _resize(self, rows: int, cols: int) -> None:
+        with self._lock:
+            if self.resize_fd is not None and not self._closed:
+                fcntl.ioctl(
+                    self.resize_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0)
+                )
+
+    def accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: the container is gone
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def broadcast(self, stream: Stream, data: bytes) -> None:
+        framed = frame_output(stream, data)
+        with self._lock:
+            for sock in list(self._clients):
+                try:
+                    sock.sendall(framed)
+                except OSError:  # EPIPE/ECONNRESET: that client is gone
+                    self._clients.remove(sock)
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+    def close_all(self) -> None:
+        """End every client (EOF after the last output); later clients are refused."""
+        with self._lock:
+            self._closed = True
+            clients, self._clients = self._clients, []
+            if self.resize_fd is not None:
+                os.close(self.resize_fd)
+                self.resize_fd = None
+        for sock in clients:
+            # shutdown, not close: the client's input thread may still be in recv on it.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _copy_output(
+    sources: Sequence[tuple[int, Stream]],
+    log_fd: int,
+    on_output: Callable[[Stream, bytes], None] | None = None,
+) -> None:
+    """Copy container output into the json-file log (and to `on_output`) until every source
+    reaches EOF."""
     priority = {fd: i for i, (fd, _) in enumerate(sources)}
     streams = dict(sources)
     splitters = {fd: LineSplitter() for fd, _ in sources}
@@ -236,6 +408,8 @@ def _copy_output(sources: Sequence[tuple[int, Stream]], log_fd: int) -> None:
             except OSError:  # EIO: every holder of the pty's slave side is gone.
                 data = b""
             now_ns = time.time_ns()
+            if data and on_output is not None:
+                on_output(streams[fd], data)
             lines = splitters[fd].feed(data) if data else splitters[fd].finish()
             for line in lines:
                 os.write(log_fd, encode_entry(line, streams[fd], now_ns))
@@ -245,7 +419,7 @@ def _copy_output(sources: Sequence[tuple[int, Stream]], log_fd: int) -> None:
                 os.close(fd)
 
 
-def _copy_stdin(fifo_fd: int, target_fd: int) -> None:
+def _copy_stdin(fifo_fd: int, sink: _StdinSink) -> None:
     """FIFO -> container stdin; EOF is passed on when the first writer closes the FIFO."""
     poller = select.poll()
     poller.register(fifo_fd, select.POLLIN | select.POLLHUP)
@@ -258,16 +432,12 @@ def _copy_stdin(fifo_fd: int, target_fd: int) -> None:
                 continue
             if not data:
                 break
-            view = memoryview(data)
-            while view:
-                view = view[os.write(target_fd, view) :]
+            sink.write(data)
     except OSError:
-        pass  # the container closed its stdin or exited
+        pass
     finally:
         os.close(fifo_fd)
-        # Closing the pipe gives the container EOF; closing our dup of a pty master does not
-        # hang up the terminal (the output copier still holds the master).
-        os.close(target_fd)
+        sink.close()
 
 
 def _receive_pty_master(listener: socket.socket) -> int:
@@ -289,7 +459,9 @@ def _reap_until(init_pid: int) -> int:
             return status
 
 
-async def _run(cfg: ShimConfig, report_fd: int | None) -> int:
+async def _run(
+    cfg: ShimConfig, report_fd: int | None, attach_fds: Sequence[tuple[int, str]] = ()
+) -> int:
     runc = Runc(cfg.runc_root, cfg.runc_binary)
     state_dir = cfg.state_dir
     pid_file = state_dir / INIT_PID_FILE
@@ -350,29 +522,49 @@ async def _run(cfg: ShimConfig, report_fd: int | None) -> int:
         if init_pid is None:
             await runc.delete(cfg.container_id, force=True)
             return fail("runc create wrote no pid file")
+        resize_fd: int | None = None
         if listener is not None:
             master = _receive_pty_master(listener)
             outputs = [(master, "stdout")]
+            resize_fd = os.dup(master)
+            if cfg.console_size is not None:
+                # Docker's ConsoleSize: the terminal has the client's size before the start.
+                rows, cols = cfg.console_size
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             if stdin_fifo_fd is not None:
                 stdin_target_fd = os.dup(master)
-        copier = threading.Thread(target=_copy_output, args=(outputs, log_fd), daemon=True)
+        sink = _StdinSink(stdin_target_fd) if stdin_target_fd is not None else None
+        attachments = _Attachments(tty=cfg.tty, stdin_once=cfg.stdin_once, stdin=sink)
+        attachments.resize_fd = resize_fd
+        # Clients handed over at launch are registered before the first output is read.
+        for fd, mode in attach_fds:
+            attachments.add(socket.socket(fileno=fd), mode)
+        attach_listener = _bind_attach_socket(state_dir)
+        threading.Thread(
+            target=attachments.accept_loop, args=(attach_listener,), daemon=True
+        ).start()
+        copier = threading.Thread(
+            target=_copy_output, args=(outputs, log_fd, attachments.broadcast), daemon=True
+        )
         copier.start()
-        if stdin_fifo_fd is not None and stdin_target_fd is not None:
-            threading.Thread(
-                target=_copy_stdin,
-                args=(stdin_fifo_fd, stdin_target_fd),
-                daemon=True,
-            ).start()
+        if stdin_fifo_fd is not None and sink is not None:
+            threading.Thread(target=_copy_stdin, args=(stdin_fifo_fd, sink), daemon=True).start()
         try:
             await runc.start(cfg.container_id)
         except RuncError as e:
             await runc.delete(cfg.container_id, force=True)
             await asyncio.to_thread(_reap_until, init_pid)
+            attachments.close_all()
             return fail(e.message)
         _report(report_fd, {"status": "running", "init_pid": init_pid, "shim_pid": os.getpid()})
         status = await asyncio.to_thread(_reap_until, init_pid)
         finished_at = format_rfc3339nano(time.time_ns())
         copier.join(_DRAIN_TIMEOUT_S)
+        attachments.close_all()
+        # Closing a listening socket does not wake a thread blocked in accept(); shutdown does.
+        with contextlib.suppress(OSError):
+            attach_listener.shutdown(socket.SHUT_RDWR)
+        attach_listener.close()
         exit_status = exit_status_from_wait(status, finished_at)
         _write_atomic(state_dir / EXIT_FILE, json.dumps(exit_status.to_json()).encode())
         await runc.delete(cfg.container_id, force=True)
@@ -387,7 +579,37 @@ async def _run(cfg: ShimConfig, report_fd: int | None) -> int:
             os.rmdir(console_dir)
 
 
-def _parse_args(argv: Sequence[str]) -> tuple[ShimConfig, int | None, bool]:
+def _bind_attach_socket(state_dir: Path) -> socket.socket:
+    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        path = attach_socket_path(dir_fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # root's only, like the daemon's socket
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        sock.listen(16)
+        return sock
+    finally:
+        os.close(dir_fd)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    rows, _, cols = text.partition("x")
+    return int(rows), int(cols)
+
+
+def _parse_attach_fd(text: str) -> tuple[int, str]:
+    fd, _, mode = text.partition(":")
+    return int(fd), mode or ATTACH_OUTPUT
+
+
+def _parse_args(
+    argv: Sequence[str],
+) -> tuple[ShimConfig, int | None, bool, list[tuple[int, str]]]:
     parser = argparse.ArgumentParser(prog="python -m dockyard.engine.runtime.shim")
     parser.add_argument("--id", required=True)
     parser.add_argument("--bundle", required=True, type=Path)
@@ -397,6 +619,9 @@ def _parse_args(argv: Sequence[str]) -> tuple[ShimConfig, int | None, bool]:
     parser.add_argument("--log-path", type=Path)
     parser.add_argument("--tty", action="store_true")
     parser.add_argument("--stdin", action="store_true")
+    parser.add_argument("--stdin-once", action="store_true")
+    parser.add_argument("--console-size")
+    parser.add_argument("--attach-fd", action="append", type=_parse_attach_fd, default=[])
     parser.add_argument("--report-fd", type=int)
     parser.add_argument("--daemonize", action="store_true")
     ns = parser.parse_args(argv)
@@ -408,13 +633,15 @@ def _parse_args(argv: Sequence[str]) -> tuple[ShimConfig, int | None, bool]:
         runc_binary=ns.runc_binary,
         tty=ns.tty,
         stdin=ns.stdin,
+        stdin_once=ns.stdin_once,
         log_path=ns.log_path,
+        console_size=_parse_size(ns.console_size) if ns.console_size else None,
     )
-    return cfg, ns.report_fd, ns.daemonize
+    return cfg, ns.report_fd, ns.daemonize, list(ns.attach_fd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, report_fd, daemonize = _parse_args(sys.argv[1:] if argv is None else argv)
+    cfg, report_fd, daemonize, attach_fds = _parse_args(sys.argv[1:] if argv is None else argv)
     if daemonize and os.fork() != 0:
         # The intermediate exits at once so the launcher reaps it and the shim is
         # reparented away from the daemon (double fork).
@@ -425,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _write_atomic(cfg.state_dir / SHIM_PID_FILE, f"{os.getpid()}\n".encode())
     try:
         _set_child_subreaper()
-        return asyncio.run(_run(cfg, report_fd))
+        return asyncio.run(_run(cfg, report_fd, attach_fds))
     except Exception as e:
         _report(report_fd, {"status": "failed", "error": f"shim: {e}", "shim_error": True})
         raise
@@ -508,12 +735,17 @@ async def _read_report(fd: int, timeout_s: float) -> dict[str, Any] | None:
 
 
 async def start_shim(
-    config: ShimConfig, *, python: str = sys.executable, timeout_s: float = 60.0
+    config: ShimConfig,
+    *,
+    python: str = sys.executable,
+    timeout_s: float = 60.0,
+    attach_fds: Sequence[tuple[int, str]] = (),
 ) -> ShimHandle:
     """Spawn a detached shim; return once the container runs, or raise `RuncError`.
 
     The launcher keeps only the read end of the notify pipe; killing the launcher (even
-    with SIGKILL) leaves the shim and the container running.
+    with SIGKILL) leaves the shim and the container running. `attach_fds` are (socket fd,
+    mode) attach clients the shim inherits; the caller still owns (and closes) its copies.
     """
     config.state_dir.mkdir(parents=True, exist_ok=True)
     read_fd, write_fd = os.pipe()
@@ -527,11 +759,12 @@ async def start_shim(
                 *config.to_argv(),
                 "--report-fd",
                 str(write_fd),
+                *(f"--attach-fd={fd}:{mode}" for fd, mode in attach_fds),
                 "--daemonize",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=shim_log,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd, *(fd for fd, _ in attach_fds)),
                 start_new_session=True,
             )
         os.close(write_fd)
