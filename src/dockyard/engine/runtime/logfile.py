@@ -14,16 +14,18 @@ Invariants:
   below 0x20 and `<`, `>`, `&` as `\\u00xx`; U+2028/U+2029 as `\\u2028`/`\\u2029`; invalid
   UTF-8 as `\\ufffd`.
 
-This module does no I/O: it takes bytes and nanosecond timestamps and returns bytes.
+This module does no I/O: it takes bytes and nanosecond timestamps and returns bytes. The shim
+process imports it at startup, so it imports nothing at run time (no dataclasses,
+datetime or typing: each costs milliseconds of every container start).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-from dataclasses import dataclass, field
-from typing import Literal
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
 
-Stream = Literal["stdout", "stderr"]
+    Stream: TypeAlias = Literal["stdout", "stderr"]
 
 # moby daemon/logger/copier.go: bufSize = 16 * 1024; longer lines become partial messages.
 MAX_LINE_BYTES = 16 * 1024
@@ -31,10 +33,29 @@ MAX_LINE_BYTES = 16 * 1024
 _HEX = "0123456789abcdef"
 
 
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`)."""
+    days += 719_468
+    era = days // 146_097
+    day_of_era = days - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153  # March-based
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day
+
+
 def format_rfc3339nano(time_ns: int) -> str:
     """UTC time as Go's `time.RFC3339Nano`: nanoseconds with trailing zeros trimmed, then `Z`."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    days, second_of_day = divmod(seconds, 86_400)
+    year, month, day = _civil_from_days(days)
+    hour, rest = divmod(second_of_day, 3600)
+    stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{rest // 60:02d}:{rest % 60:02d}"
     if nanos:
         stamp += "." + f"{nanos:09d}".rstrip("0")
     return stamp + "Z"
@@ -74,12 +95,12 @@ def encode_entry(line: bytes, stream: Stream, time_ns: int) -> bytes:
     return f'{{"log":"{log}","stream":"{stream}","time":"{stamp}"}}\n'.encode()
 
 
-@dataclass
 class LineSplitter:
     """Cuts a byte stream into lines as Docker's log copier does (a small mutable buffer)."""
 
-    max_line_bytes: int = MAX_LINE_BYTES
-    _pending: bytearray = field(default_factory=bytearray)
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._pending = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append `data`; return every complete line (with its newline) and oversized piece."""

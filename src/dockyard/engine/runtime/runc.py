@@ -1,6 +1,7 @@
 """An asyncio driver over the runc CLI.
 
-Role: the only place that builds runc command lines. Every call runs
+Role: the daemon's runc driver; its command lines and error parsing come from `runccli.py`
+(which the shim process uses directly, without asyncio). Every call runs
 `runc --root <root> --log-format json ...` with `asyncio.create_subprocess_exec` and either
 returns parsed output or raises `RuncError` carrying runc's own error message.
 
@@ -27,18 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ROOT = Path("/run/dockyard/runc")
-DEFAULT_BINARY = "runc"
+from dockyard.engine.runtime.runccli import (
+    DEFAULT_BINARY,
+    DEFAULT_ROOT_DIR,
+    RuncError,
+    parse_runc_log,
+    runc_argv,
+)
 
+__all__ = [
+    "DEFAULT_BINARY",
+    "DEFAULT_ROOT",
+    "Fd",
+    "Runc",
+    "RuncError",
+    "RuncState",
+    "parse_runc_log",
+]
 
-class RuncError(Exception):
-    """runc failed; `message` is runc's own error text (e.g. `... executable file not found`)."""
-
-    def __init__(self, command: Sequence[str], returncode: int, message: str) -> None:
-        super().__init__(message)
-        self.command = tuple(command)
-        self.returncode = returncode
-        self.message = message
+DEFAULT_ROOT = Path(DEFAULT_ROOT_DIR)
 
 
 @dataclass(frozen=True)
@@ -66,28 +74,6 @@ class RuncState:
         )
 
 
-def parse_runc_log(text: str) -> str | None:
-    """The last error-level message in runc's JSON log output, if any.
-
-    runc also prints the fatal error as a plain line after the JSON record (`fatal()` in
-    runc's main.go); plain lines are used only when no JSON error record is present.
-    """
-    message: str | None = None
-    plain: str | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            plain = line
-            continue
-        if isinstance(record, dict) and record.get("level") in ("error", "fatal"):
-            message = str(record.get("msg", ""))
-    return message if message is not None else plain
-
-
 Fd = int | None
 
 
@@ -99,10 +85,8 @@ class Runc:
         self.binary = binary
 
     def _argv(self, *args: str, log_path: Path | None = None) -> list[str]:
-        argv = [self.binary, "--root", str(self.root), "--log-format", "json"]
-        if log_path is not None:
-            argv += ["--log", str(log_path)]
-        return argv + list(args)
+        log = None if log_path is None else str(log_path)
+        return runc_argv(self.binary, str(self.root), *args, log_path=log)
 
     async def _run(self, *args: str, input_bytes: bytes | None = None) -> bytes:
         """Run a command whose stdout/stderr are ours; raise `RuncError` on failure."""
