@@ -25,6 +25,9 @@ PURE_MODULES = [
     "engine/runtime/logfile.py",
     "engine/images/model.py",
     "engine/model/attach.py",
+    "engine/model/exec_process.py",
+    "engine/model/restart.py",
+    "engine/model/top.py",
 ]
 FORBIDDEN = {
     "asyncio",

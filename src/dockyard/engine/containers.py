@@ -3,14 +3,14 @@
 Role: the engine's memory of its containers. A record holds what Docker keeps in
 `config.v2.json`: the ID (64 hex), the name (`/name`), the create request (Config and
 HostConfig as sent, in Docker's wire shape, because inspect echoes them), the image, the
-resolved command, and the state (created / running / exited, Pid, ExitCode, Error,
-StartedAt, FinishedAt).
+resolved command, and the state (created / running / exited, Paused, Pid, ExitCode,
+Error, StartedAt, FinishedAt).
 
 Two parts:
 - Pure (everything above `ContainerStore`): values and the state transitions
-  (`started`, `exited`, `start_failed`), name validation and generation, Docker's status
-  text ("Up 2 seconds", "Exited (0) 3 seconds ago"). Time arrives as `now_ns`, randomness
-  as an `rng`; nothing here does I/O.
+  (`started`, `exited`, `start_failed`, `paused`, `unpaused`), name validation and
+  generation, Docker's status text ("Up 2 seconds", "Up 1 second (Paused)", "Exited (0) 3
+  seconds ago"). Time arrives as `now_ns`, randomness as an `rng`; nothing here does I/O.
 - `ContainerStore`: persists each record as `<root>/<id>/config.v2.json`, written
   atomically (temp file, fsync, rename, fsync of the directory), so a daemon restart (or a
   crash) finds either the old or the new record, never half of one.
@@ -77,10 +77,24 @@ class ContainerState:
     oom_killed: bool = False
     started_at: str = ZERO_TIME  # RFC 3339 with nanoseconds, Go's RFC3339Nano
     finished_at: str = ZERO_TIME
+    # A paused container still runs (Docker: Running and Paused are both true).
+    paused: bool = False
+    # Restart policies (model/restart.py): restarts since the last manual start, whether
+    # the user stopped or killed it, and whether a restart is pending (the backoff).
+    restart_count: int = 0
+    manually_stopped: bool = False
+    restarting: bool = False
 
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def wire_status(self) -> str:
+        """Docker's State.Status: `paused` is a running container whose cgroup is frozen."""
+        if self.restarting:
+            return "restarting"
+        return "paused" if self.paused else self.status
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +105,10 @@ class ContainerState:
             "oom_killed": self.oom_killed,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "paused": self.paused,
+            "restart_count": self.restart_count,
+            "manually_stopped": self.manually_stopped,
+            "restarting": self.restarting,
         }
 
     @classmethod
@@ -106,6 +124,10 @@ class ContainerState:
             oom_killed=bool(obj.get("oom_killed", False)),
             started_at=str(obj.get("started_at", ZERO_TIME)),
             finished_at=str(obj.get("finished_at", ZERO_TIME)),
+            paused=bool(obj.get("paused", False)),
+            restart_count=int(obj.get("restart_count", 0)),
+            manually_stopped=bool(obj.get("manually_stopped", False)),
+            restarting=bool(obj.get("restarting", False)),
         )
 
 
@@ -114,6 +136,8 @@ _ALLOWED_FROM: dict[str, frozenset[str]] = {
     "started": frozenset({"created", "exited"}),
     "exited": frozenset({"running"}),
     "start_failed": frozenset({"created", "exited"}),
+    "paused": frozenset({"running"}),
+    "unpaused": frozenset({"running"}),
 }
 
 
@@ -123,10 +147,16 @@ def _check(transition: str, state: ContainerState) -> None:
 
 
 def started(state: ContainerState, *, pid: int, started_at: str) -> ContainerState:
-    """The init runs: Docker clears the previous run's exit code and error."""
+    """The init runs: Docker clears the previous run's exit code and error (the restart
+    count and the user's stop are the engine's to reset, on a manual start)."""
     _check("started", state)
     return ContainerState(
-        status="running", pid=pid, started_at=started_at, finished_at=state.finished_at
+        status="running",
+        pid=pid,
+        started_at=started_at,
+        finished_at=state.finished_at,
+        restart_count=state.restart_count,
+        manually_stopped=state.manually_stopped,
     )
 
 
@@ -138,6 +168,7 @@ def exited(
     return replace(
         state,
         status="exited",
+        paused=False,
         pid=0,
         exit_code=exit_code,
         oom_killed=oom_killed,
@@ -145,11 +176,24 @@ def exited(
     )
 
 
+def paused(state: ContainerState) -> ContainerState:
+    """`runc pause` froze the container's cgroup."""
+    _check("paused", state)
+    return replace(state, paused=True)
+
+
+def unpaused(state: ContainerState) -> ContainerState:
+    _check("unpaused", state)
+    return replace(state, paused=False)
+
+
 def start_failed(state: ContainerState, *, error: str) -> ContainerState:
     """The runtime refused to start it. As dockerd: the status stays as it was, the error is
     kept, and the exit code says why (moby daemon/start.go translateContainerdStartErr)."""
     _check("start_failed", state)
-    return replace(state, pid=0, error=error, exit_code=start_error_exit_code(error))
+    return replace(
+        state, pid=0, error=error, exit_code=start_error_exit_code(error), restarting=False
+    )
 
 
 def start_error_exit_code(message: str) -> int:
@@ -301,8 +345,12 @@ def human_duration(seconds: float) -> str:
 
 def status_text(state: ContainerState, now_ns: int) -> str:
     """The `Status` column of `docker ps` (moby container/state.go State.String)."""
+    if state.restarting:
+        ago = human_duration((now_ns - parse_time_ns(state.finished_at)) / 1e9)
+        return f"Restarting ({state.exit_code}) {ago} ago"
     if state.status == "running":
-        return "Up " + human_duration((now_ns - parse_time_ns(state.started_at)) / 1e9)
+        up = "Up " + human_duration((now_ns - parse_time_ns(state.started_at)) / 1e9)
+        return up + " (Paused)" if state.paused else up
     if state.status == "exited":
         ago = human_duration((now_ns - parse_time_ns(state.finished_at)) / 1e9)
         return f"Exited ({state.exit_code}) {ago} ago"
@@ -361,6 +409,9 @@ class ContainerStore:
     def __len__(self) -> int:
         return len(self._records)
 
+    def __contains__(self, container_id: object) -> bool:
+        return container_id in self._records
+
     def names(self) -> set[str]:
         return {r.name for r in self._records.values()}
 
@@ -395,6 +446,19 @@ class ContainerStore:
             raise Conflict(f"container ID {record.id} already exists")
         self.container_dir(record.id).mkdir(parents=True, exist_ok=True)
         self.save(record)
+
+    def rename(self, container_id: str, name: str) -> ContainerRecord:
+        """Give the container `name` (with its "/"); a name in use is a Conflict."""
+        for other in self._records.values():
+            if other.name == name and other.id != container_id:
+                raise Conflict(
+                    f'Error when allocating new name: Conflict. The container name "{name}" '
+                    f'is already in use by container "{other.id}". You have to remove (or '
+                    "rename) that container to be able to reuse that name."
+                )
+        record = replace(self._records[container_id], name=name)
+        self.save(record)
+        return record
 
     def save(self, record: ContainerRecord) -> None:
         directory = self.container_dir(record.id)

@@ -35,8 +35,17 @@ is over (the shim holds its own copy), or when the container is removed.
 AutoRemove (`--rm`): the container is removed after it exits or fails to start, and only then
 are `condition=removed` waiters answered.
 
+Exec: `execs.py` runs `runc exec` against the running container (its bundle's process).
+Pause: `runc pause`/`resume` freeze and thaw the cgroup; a paused container stays running.
+SIGKILL or the stop signal thaws it after sending (moby kill.go), so stop and kill work.
+
+Restart policies (model/restart.py decides): after an exit the monitor schedules a restart
+after the backoff (the record says `restarting` meanwhile); `docker stop` cancels restarting
+until the next start; a daemon start restarts what the policies ask for, and what was
+pending when it stopped.
+
 Not yet: networking (every container gets `--network none`, or `host` when asked; /info
-says so in Warnings), exec, restart policies, TLS listeners, OOM reporting.
+says so in Warnings), TLS listeners, OOM reporting.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,10 +79,13 @@ from dockyard.engine.containers import (
     InvalidArgument,
     NotModified,
 )
+from dockyard.engine.execs import ExecDriver
 from dockyard.engine.images.model import InvalidReference, parse_reference
 from dockyard.engine.images.snapshotter import OverlaySnapshotter, SnapshotError, mount, unmount
 from dockyard.engine.images.store import ImageNotFound, ImageStore, ImageUser
 from dockyard.engine.model import oci_spec
+from dockyard.engine.model import restart as rp
+from dockyard.engine.model.top import PsOutputError, parse_ps_output
 from dockyard.engine.runtime.logfile import format_rfc3339nano
 from dockyard.engine.runtime.runc import Runc, RuncError
 from dockyard.engine.runtime.shim import (
@@ -309,6 +321,18 @@ class Engine:
         self._removed_waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._pending_attach: dict[str, list[tuple[socket.socket, str]]] = {}
+        # Restart policies: pending restarts (sleeping their backoff), each container's
+        # backoff, and the containers `docker stop` took out of restarting until a start.
+        self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._backoff_ms: dict[str, int] = {}
+        self._stopped_by_user: set[str] = set()
+        self._closing = False
+        self.execs = ExecDriver(
+            self._runc,
+            bundle_dir=lambda cid: self._dir(cid) / "bundle",
+            rootfs_dir=self._rootfs,
+            new_id=lambda: ct.new_id(self._rng),
+        )
 
     # -- hooks for the image store ------------------------------------------------------
 
@@ -341,6 +365,7 @@ class Engine:
                 if record.state.status == "exited":
                     # The daemon stopped between an AutoRemove container's exit and removal.
                     await self._auto_remove(record.id)
+                    await self._start_with_daemon(record.id)
                 continue
             state_dir = self.layout.shims / record.id
             if shim_running(state_dir):
@@ -352,8 +377,77 @@ class Engine:
             await self._on_exit(record.id, status)
             await self._auto_remove(record.id)
 
+    async def _start_with_daemon(self, cid: str) -> None:
+        """Restart policies at daemon start (moby daemon.go restore)."""
+        try:
+            record = self.containers.get(cid)
+        except KeyError:
+            return  # auto-removed
+        state = record.state
+        if not state.restarting and not rp.at_daemon_start(
+            self._policy(record),
+            restart_count=state.restart_count,
+            exit_code=state.exit_code,
+            manually_stopped=state.manually_stopped,
+        ):
+            return
+        if not state.restarting:
+            self.containers.save(record.with_state(replace(state, restarting=True)))
+        try:
+            await self._start(cid, by_policy=True)
+        except EngineError as e:
+            logger.error("container %s: restart at daemon start failed: %s", cid, e)
+
+    def _policy(self, record: ContainerRecord) -> rp.RestartPolicy:
+        try:
+            return rp.parse_policy(record.host_config.get("RestartPolicy"))
+        except rp.InvalidRestartPolicy:
+            return rp.RestartPolicy()
+
+    def _after_exit(self, cid: str) -> None:
+        """Schedule a restart if the container's policy asks for one (moby monitor.go)."""
+        record = self.containers.get(cid)
+        if self._closing or cid in self._stopped_by_user:
+            return
+        state = record.state
+        ran_ns = ct.parse_time_ns(state.finished_at) - ct.parse_time_ns(state.started_at)
+        decision = rp.on_exit(
+            self._policy(record),
+            restart_count=state.restart_count,
+            backoff_ms=self._backoff_ms.get(cid, 0),
+            exit_code=state.exit_code,
+            manually_stopped=state.manually_stopped,
+            ran_ms=max(0, ran_ns // 1_000_000),
+        )
+        self._backoff_ms[cid] = decision.backoff_ms
+        if not decision.restart:
+            return
+        restarting = replace(state, restarting=True, restart_count=state.restart_count + 1)
+        self.containers.save(record.with_state(restarting))
+        self._restarts[cid] = asyncio.create_task(self._restart_later(cid, decision.delay_ms))
+
+    async def _restart_later(self, cid: str, delay_ms: int) -> None:
+        await asyncio.sleep(delay_ms / 1000)  # the policy's backoff, not a wait for a condition
+        self._restarts.pop(cid, None)
+        try:
+            await self._start(cid, by_policy=True)
+        except (EngineError, KeyError) as e:
+            logger.error("container %s: restart failed: %s", cid, e)
+
+    def _cancel_restart(self, cid: str) -> None:
+        task = self._restarts.pop(cid, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
     async def close(self) -> None:
-        """Stop watching (containers keep running under their shims)."""
+        """Stop watching (containers keep running under their shims); pending restarts
+        stay recorded (`restarting`) and happen at the next daemon start."""
+        self._closing = True
+        restarts = list(self._restarts.values())
+        for task in restarts:
+            task.cancel()
+        if restarts:
+            await asyncio.wait(restarts)
         for task in self._monitors.values():
             task.cancel()
         if self._monitors:
@@ -397,6 +491,9 @@ class Engine:
             oom_killed=status.oom_killed,
         )
         self.containers.save(record.with_state(state))
+        # Decided before anyone hears of the exit: an answer to stop/kill/wait already
+        # shows whether the container restarts.
+        self._after_exit(cid)
         await asyncio.to_thread(unmount, self._rootfs(cid))
         for fut in self._exit_waiters.pop(cid, set()):
             if not fut.done():
@@ -471,6 +568,12 @@ class Engine:
         host_config = _host_config_defaults(
             body.get("HostConfig") or {}, cgroup_version=self.host.facts.cgroup_version
         )
+        try:
+            rp.parse_policy(
+                host_config.get("RestartPolicy"), auto_remove=bool(host_config.get("AutoRemove"))
+            )
+        except rp.InvalidRestartPolicy as e:
+            raise InvalidArgument(str(e)) from None
         # moby daemon/container.go: the short ID names the container, except on the host's
         # network, where it takes the host's name.
         default_hostname = self.host.hostname if host_config["NetworkMode"] == "host" else cid[:12]
@@ -563,11 +666,23 @@ class Engine:
             await self._auto_remove(record.id)
             raise
 
-    async def _start(self, cid: str) -> None:
+    async def _start(self, cid: str, *, by_policy: bool = False) -> None:
         async with self._lock(cid):
             record = self.containers.get(cid)
-            if record.state.running:
-                raise NotModified()
+            if by_policy:
+                if not record.state.restarting or record.state.running:
+                    return  # stopped, started or removed meanwhile
+                record = record.with_state(replace(record.state, restarting=False))
+            else:
+                if record.state.running:
+                    raise NotModified()
+                # A manual start resets the policy's count, backoff and the user's stop.
+                self._cancel_restart(cid)
+                self._backoff_ms.pop(cid, None)
+                self._stopped_by_user.discard(cid)
+                record = record.with_state(
+                    replace(record.state, restarting=False, restart_count=0, manually_stopped=False)
+                )
             rootfs = self._rootfs(cid)
             rootfs.mkdir(exist_ok=True)
             await asyncio.to_thread(mount, self.snapshots.mounts(cid), rootfs)
@@ -586,6 +701,9 @@ class Engine:
                 shutil.rmtree(state_dir, ignore_errors=True)  # the previous run's
                 # Sessions that attached before the start get the output from its first byte.
                 pending = self._pending_attach.pop(cid, [])
+                # Taken before the start: a short-lived init may exit (and its shim stamp
+                # FinishedAt) before start_shim returns, and StartedAt must not be later.
+                started_at = now_rfc3339()
                 try:
                     handle = await start_shim(
                         ShimConfig(
@@ -618,7 +736,7 @@ class Engine:
             except BaseException:
                 await asyncio.to_thread(unmount, rootfs)
                 raise
-            state = ct.started(record.state, pid=handle.init_pid, started_at=now_rfc3339())
+            state = ct.started(record.state, pid=handle.init_pid, started_at=started_at)
             self.containers.save(record.with_state(state))
             self._watch(cid, handle.wait_exit)
 
@@ -627,8 +745,19 @@ class Engine:
         cid = record.id
         async with self._lock(cid):
             record = self.containers.get(cid)
+            if record.state.restarting:
+                # moby: stop cancels the pending restart; the container stays exited.
+                self._cancel_restart(cid)
+                self._stopped_by_user.add(cid)
+                stopped = replace(record.state, restarting=False, manually_stopped=True)
+                self.containers.save(record.with_state(stopped))
+                return
             if not record.state.running:
                 raise NotModified()
+            # `docker stop` disables the restart policy until the next start.
+            self._stopped_by_user.add(cid)
+            record = record.with_state(replace(record.state, manually_stopped=True))
+            self.containers.save(record)
             stop_timeout = record.config.get("StopTimeout")
             if timeout_s is None:
                 timeout_s = (
@@ -637,7 +766,7 @@ class Engine:
             sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
             fut = self.register_wait(record, "next-exit")
             with contextlib.suppress(RuncError):  # it may have exited meanwhile
-                await self._runc.kill(cid, sig)
+                await self._signal(record, sig)
             # A negative timeout waits for ever (moby: -1).
             grace = float("inf") if timeout_s < 0 else float(timeout_s)
             try:
@@ -648,6 +777,50 @@ class Engine:
                     await self._runc.kill(cid, signal.SIGKILL)
                 await self._await_exit(cid, fut, KILL_WAIT_S)
 
+    async def _signal(self, record: ContainerRecord, sig: int) -> None:
+        """Send `sig`; a paused container is thawed after SIGKILL or its stop signal, which it
+        then receives (moby daemon/kill.go killWithSignal)."""
+        cid = record.id
+        await self._runc.kill(cid, sig)
+        stop_sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
+        if not record.state.paused or sig not in (signal.SIGKILL, stop_sig):
+            return
+        with contextlib.suppress(RuncError):  # it may have exited meanwhile
+            await self._runc.resume(cid)
+        current = self.containers.get(cid)
+        if current.state.running and current.state.paused:
+            self.containers.save(current.with_state(ct.unpaused(current.state)))
+
+    async def pause(self, ref: str) -> None:
+        cid = self.containers.resolve(ref).id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if not record.state.running:
+                raise Conflict(f"Container {cid} is not running")
+            if record.state.paused:
+                raise Conflict(f"Container {cid} is already paused")
+            try:
+                await self._runc.pause(cid)
+            except RuncError as e:
+                raise EngineError(f"Cannot pause container {cid}: {e.message}") from None
+            record = self.containers.get(cid)
+            if record.state.running:
+                self.containers.save(record.with_state(ct.paused(record.state)))
+
+    async def unpause(self, ref: str) -> None:
+        cid = self.containers.resolve(ref).id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            if not record.state.paused:
+                raise Conflict(f"Container {cid} is not paused")
+            try:
+                await self._runc.resume(cid)
+            except RuncError as e:
+                raise EngineError(f"Cannot unpause container {cid}: {e.message}") from None
+            record = self.containers.get(cid)
+            if record.state.running:
+                self.containers.save(record.with_state(ct.unpaused(record.state)))
+
     async def kill(self, ref: str, signal_text: str) -> None:
         record = self.containers.resolve(ref)
         sig = parse_signal(signal_text, signal.SIGKILL)
@@ -656,9 +829,16 @@ class Engine:
             record = self.containers.get(cid)
             if not record.state.running:
                 raise Conflict(f"Cannot kill container: {ref}: Container {cid} is not running")
+            # moby kill.go: HasBeenManuallyStopped (unless-stopped then stays down), and
+            # SIGKILL or the stop signal cancel restarting until the next start (ExitOnNext).
+            stop_sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
+            if sig in (signal.SIGKILL, stop_sig):
+                self._stopped_by_user.add(cid)
+            record = record.with_state(replace(record.state, manually_stopped=True))
+            self.containers.save(record)
             fut = self.register_wait(record, "next-exit")
             try:
-                await self._runc.kill(cid, sig)
+                await self._signal(record, sig)
                 if sig == signal.SIGKILL:
                     # dockerd waits for a SIGKILLed container to be gone before answering.
                     await self._await_exit(cid, fut, KILL_WAIT_S)
@@ -670,15 +850,22 @@ class Engine:
         cid = record.id
         async with self._lock(cid):
             record = self.containers.get(cid)
+            if record.state.restarting and not force:
+                raise Conflict(
+                    f"You cannot remove a restarting container {cid}. Stop the container "
+                    "before attempting removal or force remove"
+                )
+            self._cancel_restart(cid)
             if record.state.running:
                 if not force:
                     raise Conflict(
                         f"You cannot remove a running container {cid}. Stop the container "
                         "before attempting removal or force remove"
                     )
+                self._stopped_by_user.add(cid)  # no restart after this kill
                 fut = self.register_wait(record, "not-running")
                 with contextlib.suppress(RuncError):
-                    await self._runc.kill(cid, signal.SIGKILL)
+                    await self._signal(record, signal.SIGKILL)
                 await self._await_exit(cid, fut, KILL_WAIT_S)
                 record = self.containers.get(cid)
             await asyncio.to_thread(unmount, self._rootfs(cid))
@@ -689,12 +876,49 @@ class Engine:
                 await asyncio.to_thread(self.snapshots.remove, cid)
             shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
             self.containers.remove(cid)
+            self.execs.forget_container(cid)
+            self._backoff_ms.pop(cid, None)
+            self._stopped_by_user.discard(cid)
             for sock, _ in self._pending_attach.pop(cid, []):
                 sock.close()
         self._locks.pop(cid, None)
         for fut in self._removed_waiters.pop(cid, set()):
             if not fut.done():
                 fut.set_result(record.state.exit_code)
+
+    async def rename(self, ref: str, new_name: str) -> None:
+        if not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        cid = self.containers.resolve(ref).id
+        name = ct.validate_name(new_name)
+        async with self._lock(cid):
+            if self.containers.get(cid).name == name:
+                raise InvalidArgument("Renaming a container with the same name as its current name")
+            self.containers.rename(cid, name)
+
+    async def top(self, ref: str, ps_args: str) -> tuple[list[str], list[list[str]]]:
+        """moby daemon/top_unix.go: the host's `ps` rows of the container's processes."""
+        record = self.containers.resolve(ref)
+        if not record.state.running:
+            raise Conflict(f"Container {record.id} is not running")
+        try:
+            pids = await self._runc.ps(record.id)
+        except RuncError as e:
+            raise EngineError(str(e)) from None
+        proc = await asyncio.create_subprocess_exec(
+            "ps",
+            *(ps_args.split() or ["-ef"]),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise EngineError(f"ps: {err.decode(errors='replace').strip()}")
+        try:
+            return parse_ps_output(out.decode(errors="replace"), set(pids))
+        except PsOutputError as e:
+            raise EngineError(str(e)) from None
 
     async def attach(self, record: ContainerRecord, *, stdin: bool) -> AttachSession | None:
         """Connect a session to the container's shim; None if it exited meanwhile."""

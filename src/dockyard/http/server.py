@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import email.utils
 import functools
 import http
@@ -260,12 +261,14 @@ def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
 class _RawInput:
     """Bytes from the client once HTTP parsing stopped (an upgrade), and whether it hit EOF."""
 
-    __slots__ = ("_conn", "buffer", "eof", "waiter")
+    __slots__ = ("_conn", "buffer", "eof", "skip_bytes", "waiter")
 
-    def __init__(self, conn: _HttpConnection, initial: bytes = b"") -> None:
+    def __init__(self, conn: _HttpConnection, initial: bytes = b"", skip_bytes: int = 0) -> None:
         self._conn = conn
         self.buffer = bytearray(initial)
         self.eof = False
+        # The rest of an upgrade request's body, still to arrive: not part of the stream.
+        self.skip_bytes = skip_bytes
         self.waiter: asyncio.Future[None] | None = None
 
     @property
@@ -278,6 +281,12 @@ class _RawInput:
             waiter.set_result(None)
 
     def feed(self, data: bytes) -> None:
+        if self.skip_bytes:
+            skipped = min(self.skip_bytes, len(data))
+            self.skip_bytes -= skipped
+            data = data[skipped:]
+            if not data:
+                return
         self.buffer += data
         self._wake()
         if self.full:
@@ -475,11 +484,20 @@ class _HttpConnection(asyncio.Protocol):
             # its handler hijacks it (a `HijackResponse`): then what follows is its stream.
             self._parser_dead = True
             offset = upgrade.args[0] if upgrade.args and isinstance(upgrade.args[0], int) else 0
-            self._raw = _RawInput(self, data[offset:])
+            # llhttp stops before the body of an upgrade request (Docker's exec start sends
+            # `{"Detach":false,"Tty":false}`): the body is the request's, not the stream's.
+            length = self._headers.get("content-length", "")
+            body_bytes = int(length) if length.isdigit() else 0
+            rest = data[offset:]
+            body, rest = rest[:body_bytes], rest[body_bytes:]
+            self._raw = _RawInput(self, rest, skip_bytes=body_bytes - len(body))
             if self._queue:
                 last = self._queue[-1]
                 if not isinstance(last, int):
-                    self._queue[-1] = (last[0], False, last[2])
+                    request = last[0]
+                    if body and not request.body:
+                        request = dataclasses.replace(request, body=body)
+                    self._queue[-1] = (request, False, last[2])
         except httptools.HttpParserError:
             # llhttp refuses some requests Go (and so etcd) accepts: unknown methods, raw
             # non-ASCII bytes in the target, bare LF line ends. If the refused message is the
@@ -918,7 +936,28 @@ class _HttpConnection(asyncio.Protocol):
             logger.exception("hijacked stream handler failed for %s", request.target)
         finally:
             self._streaming = False
-            self._close()
+            # The client may still be sending (a terminal's keystrokes, a resize): closing
+            # with its bytes unread would RST the connection and could destroy the end of
+            # our output before the client reads it (seen with `docker exec -t`).
+            self._raw = None
+            self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Half-close, then read and drop what the client still sends for a while, then
+        close: a close with unread bytes in the kernel buffer sends a RST."""
+        self._stop = True
+        self._queue.clear()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = True
+        self._reading_paused = False
+        transport.resume_reading()
+        asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
 
     async def _drain(self) -> None:
         if not self._write_paused:
@@ -950,16 +989,7 @@ class _HttpConnection(asyncio.Protocol):
             )
             + body
         )
-        if transport.can_write_eof():
-            # Keep reading (and dropping) for a while: closing with unread request bytes in
-            # the kernel buffer sends a RST that can destroy our answer before it is read.
-            transport.write_eof()
-            self._lingering = True
-            self._reading_paused = False
-            transport.resume_reading()
-            asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
-        else:
-            transport.close()
+        self._linger_close()
 
     # --- connection state -----------------------------------------------------------------
 

@@ -403,3 +403,323 @@ def test_logs_follow_streams_until_the_container_exits(daemon: DaemonProcess) ->
     stamped = daemon.docker("logs", "--timestamps", "--tail", "1", "f1")
     assert stamped.stdout == "" and stamped.stderr.endswith("Z two\n"), stamped
     daemon.docker("rm", "f1")
+
+
+@pytest.fixture
+def running(daemon: DaemonProcess) -> Iterator[str]:
+    """A running busybox container for exec tests; force-removed afterwards."""
+    name = f"ex-{os.getpid()}-{time.monotonic_ns()}"
+    daemon.docker("run", "-d", "--name", name, "--hostname", "exechost", "busybox", "sleep", "1000")
+    try:
+        yield name
+    finally:
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def test_exec_runs_commands_in_the_container(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    assert daemon.docker("exec", c, "echo", "hi").stdout == "hi\n"
+    assert daemon.docker("exec", "-e", "X=1", c, "sh", "-c", "echo $X").stdout == "1\n"
+    assert daemon.docker("exec", "-w", "/tmp", c, "pwd").stdout == "/tmp\n"
+    assert daemon.docker("exec", "-u", "65534", c, "id", "-u").stdout == "65534\n"
+    assert daemon.docker("exec", "-u", "nobody", c, "id", "-u").stdout == "65534\n"
+    both = daemon.docker("exec", c, "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert (both.returncode, both.stdout, both.stderr) == (7, "out\n", "err\n")
+    # The container's environment, then the exec's.
+    env = daemon.docker("exec", "-e", "HOSTNAME=mine", c, "env").stdout.split()
+    assert "HOSTNAME=mine" in env and any(e.startswith("PATH=") for e in env)
+    piped = subprocess.run(
+        [DOCKER, "exec", "-i", c, "cat"],
+        input="in\n",
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert (piped.returncode, piped.stdout) == (0, "in\n"), piped.stderr
+
+
+def test_exec_joins_the_containers_namespaces(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    assert daemon.docker("exec", c, "hostname").stdout == "exechost\n"
+    ps = daemon.docker("exec", c, "ps", "-o", "pid,args").stdout.splitlines()
+    assert any(line.split() == ["1", "sleep", "1000"] for line in ps), ps
+    init_pid = json.loads(daemon.docker("inspect", c).stdout)[0]["State"]["Pid"]
+    cgroup = Path(f"/proc/{init_pid}/cgroup").read_text()
+    assert daemon.docker("exec", c, "cat", "/proc/self/cgroup").stdout == cgroup
+    # Capabilities are the container's; --privileged gets them all.
+    plain = daemon.docker("exec", c, "grep", "CapEff", "/proc/self/status").stdout
+    assert plain.split() == ["CapEff:", "00000000a80425fb"], plain
+    full = daemon.docker("exec", "--privileged", c, "grep", "CapEff", "/proc/self/status")
+    assert full.stdout.split()[1] != "00000000a80425fb"
+
+
+def test_exec_detached_and_inspect(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    assert daemon.docker("exec", "-d", c, "touch", "/tmp/x").stdout == ""
+    # The detached touch may still be running: wait for its file inside the container.
+    waited = daemon.docker(
+        "exec", c, "timeout", "20", "sh", "-c", "until [ -e /tmp/x ]; do usleep 10000; done"
+    )
+    assert waited.returncode == 0
+    assert daemon.docker("exec", c, "ls", "/tmp/x").stdout == "/tmp/x\n"
+
+    status, created = daemon.api(
+        "POST", f"/containers/{c}/exec", {"Cmd": ["sh", "-c", "exit 3"], "AttachStdout": True}
+    )
+    assert status == 201, created
+    exec_id = created["Id"]
+    status, before = daemon.api("GET", f"/exec/{exec_id}/json")
+    assert status == 200 and before["Running"] is False and before["ExitCode"] is None
+    status, _ = daemon.api("POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+    assert status == 200
+    status, after = daemon.api("GET", f"/exec/{exec_id}/json")
+    assert (after["ExitCode"], after["Running"], after["ContainerID"]) == (
+        3,
+        False,
+        json.loads(daemon.docker("inspect", c).stdout)[0]["Id"],
+    )
+    assert after["ProcessConfig"] == {
+        "tty": False,
+        "entrypoint": "sh",
+        "arguments": ["-c", "exit 3"],
+        "privileged": False,
+    }
+    status, again = daemon.api("POST", f"/exec/{exec_id}/start", {"Detach": False})
+    assert status == 409, again
+
+
+def test_exec_errors_in_dockers_words(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    missing = daemon.docker("exec", c, "nosuchcmd", check=False)
+    # dockerd 20.10 says 126 for every exec that could not start (test_differential_dockerd).
+    assert (missing.returncode, missing.stderr) == (126, ""), missing
+    assert 'exec: "nosuchcmd": executable file not found in $PATH' in missing.stdout
+    denied = daemon.docker("exec", c, "/etc/passwd", check=False)
+    assert denied.returncode == 126, denied
+    nouser = daemon.docker("exec", "-u", "nosuchuser", c, "true", check=False)
+    assert nouser.returncode == 126
+    assert "unable to find user nosuchuser" in nouser.stdout
+    nosuch = daemon.docker("exec", "nosuch-container", "true", check=False)
+    assert nosuch.returncode == 1 and "No such container: nosuch-container" in nosuch.stderr
+    status, body = daemon.api("GET", "/exec/nosuch/json")
+    assert (status, body) == (404, {"message": "No such exec instance: nosuch"})
+
+    daemon.docker("stop", "-t", "0", c)
+    cid = json.loads(daemon.docker("inspect", c).stdout)[0]["Id"]
+    stopped = daemon.docker("exec", c, "true", check=False)
+    assert stopped.returncode == 1
+    assert f"Container {cid} is not running" in stopped.stderr
+
+
+def test_exec_with_a_tty(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    # -t without -i: the CLI needs no terminal of its own; the pty turns \n into \r\n.
+    tty = subprocess.run(
+        [DOCKER, "exec", "-t", c, "sh", "-c", "tty; echo $TERM; exit 5"],
+        env=daemon.env,
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert (tty.returncode, tty.stdout) == (5, b"/dev/pts/0\r\nxterm\r\n"), tty
+    # `script` gives the CLI a terminal, so -it resizes and forwards input.
+    piped = subprocess.run(
+        ["script", "-qec", f"{DOCKER} exec -it {c} sh -c 'read x; echo got-$x'", "/dev/null"],
+        input="abc\n",
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert piped.returncode == 0 and "got-abc" in piped.stdout, piped
+
+
+def test_pause_and_unpause(daemon: DaemonProcess, running: str) -> None:
+    c = running
+    cid = json.loads(daemon.docker("inspect", c).stdout)[0]["Id"]
+    daemon.docker("pause", c)
+    state = json.loads(daemon.docker("inspect", c).stdout)[0]["State"]
+    assert (state["Status"], state["Running"], state["Paused"]) == ("paused", True, True)
+    status = daemon.docker("ps", "--filter", f"name={c}", "--format", "{{.Status}}").stdout
+    assert status.endswith("(Paused)\n"), status
+    listed = daemon.docker("ps", "-q", "--no-trunc", "--filter", "status=paused").stdout
+    assert cid in listed.split()
+    # The frozen cgroup: runc says so.
+    runc_state = subprocess.run(
+        [RUNC, "--root", str(daemon.exec_root / "runc"), "state", cid],
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(runc_state.stdout)["status"] == "paused"
+    again = daemon.docker("pause", c, check=False)
+    assert again.returncode == 1 and f"Container {cid} is already paused" in again.stderr
+    exec_paused = daemon.docker("exec", c, "true", check=False)
+    assert exec_paused.returncode == 1 and "is paused, unpause the container" in exec_paused.stderr
+    daemon.docker("unpause", c)
+    state = json.loads(daemon.docker("inspect", c).stdout)[0]["State"]
+    assert (state["Status"], state["Paused"]) == ("running", False)
+    assert daemon.docker("exec", c, "echo", "thawed").stdout == "thawed\n"
+    not_paused = daemon.docker("unpause", c, check=False)
+    assert not_paused.returncode == 1 and f"Container {cid} is not paused" in not_paused.stderr
+
+
+def test_stop_and_kill_a_paused_container(daemon: DaemonProcess) -> None:
+    names = [f"pz-{os.getpid()}-{i}" for i in range(2)]
+    try:
+        for name in names:
+            daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "1000")
+            daemon.docker("pause", name)
+        # sleep as pid 1 ignores SIGTERM: stop thaws it, then kills it after the grace time.
+        daemon.docker("stop", "-t", "1", names[0])
+        daemon.docker("kill", names[1])
+        for name in names:
+            state = json.loads(daemon.docker("inspect", name).stdout)[0]["State"]
+            assert (state["Status"], state["Paused"], state["ExitCode"]) == ("exited", False, 137)
+    finally:
+        for name in names:
+            daemon.docker("rm", "-f", name, check=False)
+
+
+POLL_S = 0.05
+
+
+def await_state(daemon: DaemonProcess, name: str, want: dict[str, Any]) -> dict[str, Any]:
+    """Poll inspect until every `want` field (State fields and RestartCount) matches."""
+    deadline = time.monotonic() + COMMAND_TIMEOUT_S
+    while True:
+        record = json.loads(daemon.docker("inspect", name).stdout)[0]
+        seen = {**record["State"], "RestartCount": record["RestartCount"]}
+        if all(seen.get(k) == v for k, v in want.items()):
+            return seen
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} never reached {want}: {seen}\n{daemon.log()}")
+        time.sleep(POLL_S)  # polling the API is the condition's only signal
+
+
+@pytest.fixture
+def names(daemon: DaemonProcess) -> Iterator[list[str]]:
+    """Container names for a test, each force-removed afterwards."""
+    taken: list[str] = []
+    try:
+        yield taken
+    finally:
+        for name in taken:
+            daemon.docker("rm", "-f", name, check=False)
+
+
+def test_on_failure_restarts_until_the_maximum(daemon: DaemonProcess, names: list[str]) -> None:
+    names.append("rp-onfail")
+    daemon.docker(
+        "run", "-d", "--name", "rp-onfail", "--restart", "on-failure:2",
+        "busybox", "sh", "-c", "exit 3",
+    )  # fmt: skip
+    state = await_state(
+        daemon, "rp-onfail", {"Status": "exited", "Restarting": False, "RestartCount": 2}
+    )
+    assert state["ExitCode"] == 3
+    # The CLI refuses --rm with --restart itself; the API refuses it too.
+    body = {
+        "Image": "busybox",
+        "Cmd": ["true"],
+        "HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}},
+    }
+    status, reply = daemon.api("POST", "/containers/create", body)
+    assert (status, reply) == (
+        400,
+        {"message": "can't create 'AutoRemove' container with restart policy"},
+    )
+    body["HostConfig"] = {"RestartPolicy": {"Name": "sometimes"}}
+    status, reply = daemon.api("POST", "/containers/create", body)
+    assert (status, reply) == (400, {"message": "invalid restart policy 'sometimes'"})
+
+
+def test_always_restarts_until_stopped_and_start_resets_the_count(
+    daemon: DaemonProcess, names: list[str]
+) -> None:
+    names.append("rp-always")
+    daemon.docker(
+        "run", "-d", "--name", "rp-always", "--restart", "always", "busybox", "sh", "-c", "exit 0"
+    )
+    await_state(daemon, "rp-always", {"RestartCount": 3})
+    daemon.docker("stop", "-t", "1", "rp-always")
+    state = await_state(daemon, "rp-always", {"Status": "exited"})
+    assert (state["Restarting"], state["Running"]) == (False, False)
+    daemon.docker("rm", "rp-always")
+
+    # `docker kill` (SIGKILL) cancels restarting too, as dockerd 20.10 does; a start resets
+    # the count.
+    names.append("rp-kill")
+    daemon.docker(
+        "run", "-d", "--name", "rp-kill", "--restart", "on-failure",
+        "busybox", "sh", "-c", "exit 1",
+    )  # fmt: skip
+    await_state(daemon, "rp-kill", {"RestartCount": 2})
+    daemon.docker("stop", "-t", "0", "rp-kill")
+    daemon.docker("rm", "rp-kill")
+    daemon.docker(
+        "run", "-d", "--name", "rp-kill", "--restart", "always", "busybox", "sleep", "1000"
+    )
+    daemon.docker("kill", "rp-kill")
+    state = await_state(daemon, "rp-kill", {"Status": "exited"})
+    assert (state["Restarting"], state["RestartCount"]) == (False, 0)
+    # And so does it for `unless-stopped`.
+    names.append("rp-unless")
+    daemon.docker(
+        "run",
+        "-d",
+        "--name",
+        "rp-unless",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    )
+    daemon.docker("kill", "rp-unless")
+    state = await_state(daemon, "rp-unless", {"Status": "exited"})
+    assert (state["Restarting"], state["ExitCode"]) == (False, 137)
+
+
+def test_a_daemon_start_restarts_always_but_not_a_stopped_unless_stopped(
+    daemon: DaemonProcess, names: list[str]
+) -> None:
+    names += ["rp-d-always", "rp-d-unless"]
+    for name, policy in (("rp-d-always", "always"), ("rp-d-unless", "unless-stopped")):
+        daemon.docker("run", "-d", "--name", name, "--restart", policy, "busybox", "sleep", "1000")
+        daemon.docker("stop", "-t", "0", name)
+    daemon.stop()
+    daemon.start()
+    await_state(daemon, "rp-d-always", {"Status": "running"})
+    assert daemon.docker("exec", "rp-d-always", "echo", "up").stdout == "up\n"
+    state = await_state(daemon, "rp-d-unless", {"Status": "exited"})
+    assert state["Restarting"] is False
+
+
+def test_rename_and_top(daemon: DaemonProcess, running: str, names: list[str]) -> None:
+    c = running
+    cid = json.loads(daemon.docker("inspect", c).stdout)[0]["Id"]
+    init_pid = json.loads(daemon.docker("inspect", c).stdout)[0]["State"]["Pid"]
+    top = daemon.docker("top", c).stdout.splitlines()
+    assert top[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert [(row.split()[1], row.split(None, 7)[7]) for row in top[1:]] == [
+        (str(init_pid), "sleep 1000")
+    ]
+    custom = daemon.docker("top", c, "-o", "pid,comm").stdout.split()
+    assert custom == ["PID", "COMMAND", str(init_pid), "sleep"]
+
+    new = c + "-renamed"
+    names.append(new)
+    daemon.docker("rename", c, new)
+    assert json.loads(daemon.docker("inspect", new).stdout)[0]["Name"] == "/" + new
+    assert daemon.docker("inspect", c, check=False).returncode == 1
+    daemon.docker("run", "-d", "--name", c, "busybox", "sleep", "1000")  # the old name is free
+    taken = daemon.docker("rename", new, c, check=False)
+    assert taken.returncode == 1 and "is already in use by container" in taken.stderr
+    same = daemon.docker("rename", new, new, check=False)
+    assert "Renaming a container with the same name as its current name" in same.stderr
+    daemon.docker("stop", "-t", "0", new)
+    stopped = daemon.docker("top", new, check=False)
+    assert stopped.returncode == 1 and f"Container {cid} is not running" in stopped.stderr

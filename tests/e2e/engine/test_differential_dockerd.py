@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -202,5 +203,127 @@ def test_foreground_run_attaches_and_returns_the_exit_status(
             # --rm leaves none of them behind
             outcome(d.docker("ps", "-a", "--filter", "name=fg-", "--format", PS_FORMAT)),
         ]
+
+    run_both(daemons, scenario)
+
+
+def test_exec(daemons: tuple[DaemonProcess, ...]) -> None:
+    def scenario(d: DaemonProcess) -> list[Any]:
+        run = d.docker(
+            "run", "-d", "--name", "x-exec", "--network", "none", "busybox", "sleep", "1000"
+        )
+        missing = d.docker("exec", "x-exec", "nosuchcmd")
+        nouser = d.docker("exec", "-u", "nosuchuser", "x-exec", "true")
+        steps: list[Any] = [
+            outcome(run),
+            outcome(d.docker("exec", "x-exec", "echo", "hi")),
+            outcome(d.docker("exec", "x-exec", "sh", "-c", "echo out; echo err >&2; exit 3")),
+            outcome(
+                d.docker("exec", "-e", "X=1", "-w", "/tmp", "x-exec", "sh", "-c", "echo $X; pwd")
+            ),
+            outcome(d.docker("exec", "-u", "65534:65534", "x-exec", "id")),
+            outcome(missing),
+            outcome(nouser),
+            outcome(d.docker("exec", "-d", "x-exec", "true")),
+            outcome(d.docker("exec", "nosuch", "true")),
+            outcome(d.docker("stop", "-t", "0", "x-exec")),
+            outcome(d.docker("exec", "x-exec", "true")),
+            outcome(d.docker("rm", "x-exec")),
+        ]
+        return steps
+
+    run_both(daemons, scenario)
+
+
+def test_pause_unpause(daemons: tuple[DaemonProcess, ...]) -> None:
+    state_fields = "{{.State.Status}} {{.State.Running}} {{.State.Paused}} {{.State.ExitCode}}"
+
+    def scenario(d: DaemonProcess) -> list[Any]:
+        run = d.docker(
+            "run", "-d", "--name", "x-pause", "--network", "none", "busybox", "sleep", "1000"
+        )
+        steps: list[Any] = [
+            outcome(run),
+            outcome(d.docker("unpause", "x-pause")),
+            outcome(d.docker("pause", "x-pause")),
+            outcome(d.docker("inspect", "--format", state_fields, "x-pause")),
+            outcome(d.docker("ps", "--filter", "name=x-pause", "--format", PS_FORMAT)),
+            outcome(d.docker("ps", "--filter", "status=paused", "--format", "{{.Names}}")),
+            outcome(d.docker("pause", "x-pause")),
+            outcome(d.docker("exec", "x-pause", "true")),
+            outcome(d.docker("unpause", "x-pause")),
+            outcome(d.docker("inspect", "--format", state_fields, "x-pause")),
+            outcome(d.docker("pause", "x-pause")),
+            # sleep ignores SIGTERM: stop thaws it and kills it after the grace time.
+            outcome(d.docker("stop", "-t", "1", "x-pause")),
+            outcome(d.docker("inspect", "--format", state_fields, "x-pause")),
+            outcome(d.docker("pause", "x-pause")),
+            outcome(d.docker("rm", "x-pause")),
+        ]
+        return steps
+
+    run_both(daemons, scenario)
+
+
+def _await_inspect(d: DaemonProcess, name: str, template: str, want: str) -> str:
+    """Poll `docker inspect -f template` until it prints `want` (or give up and return it)."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        seen = d.docker("inspect", "-f", template, name).stdout.strip()
+        if seen == want or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.05)  # polling inspect is the only signal of a restart
+
+
+def test_restart_policies(daemons: tuple[DaemonProcess, ...]) -> None:
+    fields = "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy}}"
+
+    def scenario(d: DaemonProcess) -> list[Any]:
+        def run(name: str, policy: str, *argv: str) -> Outcome:
+            flags = ("--name", name, "--network", "none", "--restart", policy)
+            return outcome(d.docker("run", "-d", *flags, "busybox", *argv))
+
+        steps: list[Any] = [
+            run("x-onfail", "on-failure:2", "sh", "-c", "exit 3"),
+            _await_inspect(d, "x-onfail", fields, "2 exited 3 {on-failure 2}"),
+            run("x-unless", "unless-stopped", "sleep", "1000"),
+            outcome(d.docker("kill", "x-unless")),
+            _await_inspect(d, "x-unless", fields, "0 exited 137 {unless-stopped 0}"),
+            run("x-always", "always", "sleep", "1000"),
+            # SIGKILL cancels restarting, even for `always` (moby ExitOnNext).
+            outcome(d.docker("kill", "x-always")),
+            _await_inspect(d, "x-always", fields, "0 exited 137 {always 0}"),
+            outcome(d.docker("start", "x-always")),
+            _await_inspect(d, "x-always", fields, "0 running 0 {always 0}"),
+            outcome(d.docker("stop", "-t", "0", "x-always")),
+            _await_inspect(d, "x-always", fields, "0 exited 137 {always 0}"),
+            outcome(d.docker("create", "--restart", "sometimes", "busybox", "true")),
+            outcome(d.docker("rm", "-f", "x-onfail", "x-unless", "x-always")),
+        ]
+        return steps
+
+    run_both(daemons, scenario)
+
+
+def test_rename_and_top(daemons: tuple[DaemonProcess, ...]) -> None:
+    def scenario(d: DaemonProcess) -> list[Any]:
+        run = d.docker(
+            "run", "-d", "--name", "x-top", "--network", "none", "busybox", "sleep", "1000"
+        )
+        top = d.docker("top", "x-top")
+        rows = [line.split(None, 7) for line in top.stdout.splitlines()]
+        steps: list[Any] = [
+            outcome(run),
+            # Titles and the command; PIDs, times and the uid's name are the host's.
+            (top.returncode, rows[0], [row[7] for row in rows[1:]]),
+            outcome(d.docker("rename", "x-top", "x-top2")),
+            outcome(d.docker("rename", "x-top2", "x-top2")),
+            outcome(d.docker("rename", "nosuch", "x-top3")),
+            outcome(d.docker("ps", "-a", "--filter", "name=x-top", "--format", PS_FORMAT)),
+            outcome(d.docker("stop", "-t", "0", "x-top2")),
+            outcome(d.docker("top", "x-top2")),
+            outcome(d.docker("rm", "x-top2")),
+        ]
+        return steps
 
     run_both(daemons, scenario)

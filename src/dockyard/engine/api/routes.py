@@ -19,6 +19,9 @@ Invariants:
   keys or EOF. EOF of the client's input closes the container's stdin when it has StdinOnce
   and no TTY, and otherwise ends the session (moby container/stream/attach.go). The session
   ends when the shim closes it (the container exited) or the client leaves.
+- Exec start is hijacked the same way (`execs.py` runs the process): stdcopy frames without
+  a TTY, raw bytes with one; client EOF closes the process's stdin; the exit code is
+  recorded before the stream closes. `Detach: true` answers a plain 200.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from dockyard.engine.containers import (
     status_text,
 )
 from dockyard.engine.daemon import NETWORK_WARNING, AttachSession, Engine
+from dockyard.engine.execs import ExecDriver, ExecInstance, write_all
 from dockyard.engine.images.model import InvalidReference
 from dockyard.engine.images.store import ImageNotFound, ImageRecord
 from dockyard.engine.model.attach import (
@@ -242,7 +246,8 @@ class DockerApi:
     async def info(self, call: Call) -> Reply:
         engine, host = self.engine, self.engine.host
         records = list(engine.containers)
-        running = sum(1 for r in records if r.state.running)
+        running = sum(1 for r in records if r.state.running and not r.state.paused)
+        paused = sum(1 for r in records if r.state.paused)
         cgroup_v1 = host.facts.cgroup_version == 1
         return json_reply(
             200,
@@ -250,8 +255,8 @@ class DockerApi:
                 "ID": host.engine_id,
                 "Containers": len(records),
                 "ContainersRunning": running,
-                "ContainersPaused": 0,
-                "ContainersStopped": len(records) - running,
+                "ContainersPaused": paused,
+                "ContainersStopped": len(records) - running - paused,
                 "Images": len(engine.images.list()),
                 "Driver": "overlayfs",
                 "DriverStatus": [["Backing Filesystem", "overlayfs snapshotter"]],
@@ -411,7 +416,9 @@ class DockerApi:
         now_ns = time.time_ns()
         out = []
         for record in self.engine.containers:
-            if not show_all and not record.state.running and "status" not in filters:
+            # Docker lists a restarting container as running (State.Running is true).
+            live = record.state.running or record.state.restarting
+            if not show_all and not live and "status" not in filters:
                 continue
             if not _matches(record, filters):
                 continue
@@ -430,7 +437,7 @@ class DockerApi:
             "Created": _unix_s(record.created),
             "Ports": [],
             "Labels": dict(record.config.get("Labels") or {}),
-            "State": record.state.status,
+            "State": record.state.wire_status,
             "Status": status_text(record.state, now_ns),
             "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": {}},
@@ -449,10 +456,10 @@ class DockerApi:
                 "Path": record.path,
                 "Args": list(record.args),
                 "State": {
-                    "Status": state.status,
-                    "Running": state.running,
-                    "Paused": False,
-                    "Restarting": False,
+                    "Status": state.wire_status,
+                    "Running": state.running or state.restarting,
+                    "Paused": state.paused,
+                    "Restarting": state.restarting,
                     "OOMKilled": state.oom_killed,
                     "Dead": False,
                     "Pid": state.pid,
@@ -467,13 +474,13 @@ class DockerApi:
                 "HostsPath": "",
                 "LogPath": str(self.engine.log_path(record.id)),
                 "Name": record.name,
-                "RestartCount": 0,
+                "RestartCount": state.restart_count,
                 "Driver": "overlayfs",
                 "Platform": "linux",
                 "MountLabel": "",
                 "ProcessLabel": "",
                 "AppArmorProfile": "",
-                "ExecIDs": None,
+                "ExecIDs": self.engine.execs.running_ids_of(record.id) or None,
                 "HostConfig": dict(record.host_config),
                 "GraphDriver": {"Name": "overlayfs", "Data": None},
                 "Mounts": [],
@@ -507,6 +514,26 @@ class DockerApi:
     async def container_kill(self, call: Call) -> Reply:
         await self.engine.kill(call.params["id"], call.arg("signal"))
         return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/pause")
+    async def container_pause(self, call: Call) -> Reply:
+        await self.engine.pause(call.params["id"])
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/unpause")
+    async def container_unpause(self, call: Call) -> Reply:
+        await self.engine.unpause(call.params["id"])
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/rename")
+    async def container_rename(self, call: Call) -> Reply:
+        await self.engine.rename(call.params["id"], call.arg("name"))
+        return Response(204, trusted_headers=_TRUSTED)
+
+    @_route("GET", "/containers/(?P<id>[^/]+)/top")
+    async def container_top(self, call: Call) -> Reply:
+        titles, processes = await self.engine.top(call.params["id"], call.arg("ps_args"))
+        return json_reply(200, {"Titles": titles, "Processes": processes})
 
     @_route("DELETE", "/containers/(?P<id>[^/]+)")
     async def container_remove(self, call: Call) -> Reply:
@@ -631,6 +658,116 @@ class DockerApi:
 
         return StreamingResponse(200, body(), self._stream_type(call, tty), headers=_PING_HEADERS)
 
+    # -- exec (api-surface.md §3, §4) ------------------------------------------------------
+
+    @_route("POST", "/containers/(?P<id>[^/]+)/exec")
+    async def exec_create(self, call: Call) -> Reply:
+        body = call.json_body()
+        if not isinstance(body, dict):
+            raise InvalidArgument("No exec command specified")
+        record = self.engine.containers.resolve(call.params["id"])
+        inst = self.engine.execs.create(call.params["id"], record, body)
+        return json_reply(201, {"Id": inst.id})
+
+    @_route("POST", "/exec/(?P<id>[^/]+)/start")
+    async def exec_start(self, call: Call) -> Reply:
+        body = call.json_body() or {}
+        execs = self.engine.execs
+        inst = execs.get(call.params["id"])
+        execs.check_startable(inst, self.engine.containers.get(inst.container_id))
+        if isinstance(body, dict) and body.get("Detach"):
+            await execs.start_detached(inst)
+            return Response(200, trusted_headers=_TRUSTED)
+        tty = inst.config.tty
+        detach_keys = parse_detach_keys(inst.config.detach_keys)
+
+        async def run(client: HijackedStream) -> None:
+            gone = asyncio.Event()
+
+            async def sink(stream: str, data: bytes) -> None:
+                await client.write(data if tty else frame(stream, data))
+
+            pump = None
+            if inst.config.attach_stdin:
+                pump = asyncio.create_task(_exec_input(client, execs, inst, detach_keys, gone))
+            try:
+                await execs.run_attached(inst, sink, gone)
+            finally:
+                if pump is not None:
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                        await pump
+
+        upgrade = "upgrade" in call.request.headers.get("connection", "").lower()
+        return HijackResponse(
+            101 if upgrade else 200, run, self._stream_type(call, tty), headers=_PING_HEADERS
+        )
+
+    @_route("GET", "/exec/(?P<id>[^/]+)/json")
+    async def exec_inspect(self, call: Call) -> Reply:
+        inst = self.engine.execs.get(call.params["id"])
+        cfg = inst.config
+        process: dict[str, Any] = {
+            "tty": cfg.tty,
+            "entrypoint": cfg.cmd[0],
+            "arguments": list(cfg.cmd[1:]),
+            "privileged": cfg.privileged,
+        }
+        if cfg.user:
+            process["user"] = cfg.user
+        return json_reply(
+            200,
+            {
+                "ID": inst.id,
+                "Running": inst.is_running(),
+                "ExitCode": inst.exit_code,
+                "ProcessConfig": process,
+                "OpenStdin": cfg.attach_stdin,
+                "OpenStderr": cfg.attach_stderr,
+                "OpenStdout": cfg.attach_stdout,
+                "CanRemove": False,
+                "ContainerID": inst.container_id,
+                "DetachKeys": cfg.detach_keys,
+                "Pid": inst.current_pid(),
+            },
+        )
+
+    @_route("POST", "/exec/(?P<id>[^/]+)/resize")
+    async def exec_resize(self, call: Call) -> Reply:
+        try:
+            rows, cols = int(call.arg("h", "0") or "0"), int(call.arg("w", "0") or "0")
+        except ValueError:
+            raise InvalidArgument("invalid resize height or width") from None
+        if not (0 <= rows < 65536 and 0 <= cols < 65536):
+            raise InvalidArgument("invalid resize height or width")
+        self.engine.execs.resize(call.params["id"], rows, cols)
+        return Response(200, trusted_headers=_TRUSTED)
+
+
+async def _exec_input(
+    client: HijackedStream,
+    execs: ExecDriver,
+    inst: ExecInstance,
+    detach_keys: bytes,
+    gone: asyncio.Event,
+) -> None:
+    """Client input to the exec's stdin (or pty) until EOF, which closes its stdin, or the
+    detach keys, which leave the exec running without the client."""
+    matcher = DetachMatcher(detach_keys)
+    await inst.io_ready.wait()
+    while data := await client.read():
+        data, detached = matcher.feed(data)
+        fd = execs.input_fd(inst)
+        if data and fd >= 0:
+            try:
+                await write_all(fd, data)
+            except OSError:
+                return  # the process closed its stdin or exited
+        if detached:
+            gone.set()
+            return
+    execs.close_stdin(inst)
+
 
 async def _pump(
     client: HijackedStream,
@@ -707,7 +844,7 @@ def _parse_filters(text: str) -> dict[str, set[str]]:
 
 
 def _matches(record: ContainerRecord, filters: Mapping[str, set[str]]) -> bool:
-    if "status" in filters and record.state.status not in filters["status"]:
+    if "status" in filters and record.state.wire_status not in filters["status"]:
         return False
     if "id" in filters and not any(record.id.startswith(v) for v in filters["id"]):
         return False
