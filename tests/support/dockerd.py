@@ -46,6 +46,28 @@ DOCKER_CLI = "/usr/local/bin/docker"
 DOCKERD_BINARY = "/usr/sbin/dockerd"
 DOCKYARD_CLI = (sys.executable, "-m", "dockyard")
 RUNC_BINARY = shutil.which("runc") or "/usr/sbin/runc"
+
+
+def remove_runc_containers(root: Path) -> list[str]:
+    """Force-delete every runc container under `root`; name each one (they are leaks)."""
+    if not root.exists():
+        return []
+    listing = subprocess.run(
+        [RUNC_BINARY, "--root", str(root), "list", "--format", "json"],
+        capture_output=True,
+        check=False,
+    ).stdout
+    found = []
+    for item in json.loads(listing or b"null") or []:
+        found.append(f"runc container {item['id']}")
+        subprocess.run(
+            [RUNC_BINARY, "--root", str(root), "delete", "--force", item["id"]],
+            capture_output=True,
+            check=False,
+        )
+    return found
+
+
 # Docker Hub's busybox config, the same values dockyard's bootstrap writes (BUSYBOX_CONFIG).
 BUSYBOX_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_REF = "busybox:latest"
@@ -315,20 +337,7 @@ class DaemonProcess:
                 os.kill(pid, signal.SIGKILL)
             wait_pid_gone(pid, STOP_TIMEOUT_S)
         for root in self.runc_roots:
-            if not root.exists():
-                continue
-            listing = subprocess.run(
-                [RUNC_BINARY, "--root", str(root), "list", "--format", "json"],
-                capture_output=True,
-                check=False,
-            ).stdout
-            for item in json.loads(listing or b"null") or []:
-                leaks.append(f"runc container {item['id']} ({root})")
-                subprocess.run(
-                    [RUNC_BINARY, "--root", str(root), "delete", "--force", item["id"]],
-                    capture_output=True,
-                    check=False,
-                )
+            leaks += [f"{leak} ({root})" for leak in remove_runc_containers(root)]
         leaks += self._remove_cgroups()
         for point in mounts_under(self.run_dir, self.data_root):
             leaks.append(f"mount {point}")

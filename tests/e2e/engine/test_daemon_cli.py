@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from dockyard.engine.runtime.shim import SHIM_PID_FILE, read_pid_file, shim_running
+from tests.support.dockerd import remove_runc_containers
 
 pytestmark = pytest.mark.e2e
 
@@ -175,20 +176,7 @@ class DaemonProcess:
                 found.append(f"shim {pid} ({state_dir.name})")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        runc_root = self.exec_root / "runc"
-        if runc_root.exists():
-            listing = subprocess.run(
-                [RUNC, "--root", str(runc_root), "list", "--format", "json"],
-                capture_output=True,
-                check=True,
-            ).stdout
-            for item in json.loads(listing or b"null") or []:
-                found.append(f"runc container {item['id']}")
-                subprocess.run(
-                    [RUNC, "--root", str(runc_root), "delete", "--force", item["id"]],
-                    capture_output=True,
-                    check=False,
-                )
+        found += remove_runc_containers(self.exec_root / "runc")
         for mount_point in self.mounts():
             found.append(f"mount {mount_point}")
             subprocess.run(["umount", "-R", mount_point], capture_output=True, check=False)
