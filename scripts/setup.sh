@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 # docker.io: the reference dockerd (20.10) for the engine's differential tests and benchmark.
-apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static
+apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static tini
   docker.io)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -32,18 +32,31 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from dockyard import __version__
+from dockyard.engine.api.router import (
+    JSON,
+    NO_CACHE,
+    PING_HEADERS,
+    ROUTES,
+    TRUSTED_HEADERS,
+    TYPED_STREAMS_SINCE,
+    Call,
+    Reply,
+    encode,
+    error_reply,
+    frame,
+    json_reply,
+    route,
+    unix_s,
+)
 from dockyard.engine.api.versions import (
     API_VERSION,
     MIN_API_VERSION,
-    ApiVersion,
     ApiVersionError,
-    ping_headers,
     split_version,
 )
 from dockyard.engine.containers import (
@@ -54,7 +67,6 @@ from dockyard.engine.containers import (
     InvalidArgument,
     NotFound,
     NotModified,
-    parse_time_ns,
     status_text,
 )
 from dockyard.engine.daemon import NETWORK_WARNING, AttachSession, Engine
@@ -74,81 +86,9 @@ from dockyard.http.types import (
     Request,
     Response,
     StreamingResponse,
-    render_headers,
 )
 
 logger = logging.getLogger(__name__)
-
-JSON = "application/json"
-_PING_HEADERS = (*ping_headers(), ("Swarm", "inactive"))
-_TRUSTED = render_headers(_PING_HEADERS)
-_NO_CACHE = (("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache"))
-_STREAM_IDS = {"stdout": 1, "stderr": 2}
-# API 1.42 named the stream format in Content-Type (api-surface.md §4).
-_TYPED_STREAMS_SINCE = ApiVersion(1, 42)
-
-Reply = Response | StreamingResponse | HijackResponse
-
-
-@dataclass(frozen=True)
-class Call:
-    """One routed request: the version it speaks, path parameters and the query."""
-
-    request: Request
-    version: ApiVersion
-    params: Mapping[str, str]
-    query: Mapping[str, list[str]]
-
-    def arg(self, name: str, default: str = "") -> str:
-        values = self.query.get(name)
-        return values[0] if values else default
-
-    def flag(self, name: str, default: bool = False) -> bool:
-        # moby httputils.BoolValue: false iff empty, 0, no, false or none.
-        if name not in self.query:
-            return default
-        return self.arg(name).strip().lower() not in ("", "0", "no", "false", "none")
-
-    def json_body(self) -> Any:
-        if not self.request.body.strip():
-            return None
-        try:
-            return json.loads(self.request.body)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
-
-
-def encode(value: Any) -> bytes:
-    return (json.dumps(value, separators=(",", ":")) + "\n").encode()
-
-
-def json_reply(status: int, value: Any) -> Response:
-    return Response(status, encode(value), JSON, trusted_headers=_TRUSTED)
-
-
-def error_reply(status: int, message: str) -> Response:
-    return json_reply(status, {"message": message})
-
-
-def frame(stream: str, payload: bytes) -> bytes:
-    """stdcopy: [stream id, 0, 0, 0, size as big-endian u32] + payload (api-surface.md §5)."""
-    return bytes((_STREAM_IDS[stream], 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
-
-
-def _unix_s(rfc3339: str | None) -> int:
-    return parse_time_ns(rfc3339 or ZERO_TIME) // 1_000_000_000
-
-
-Route = Callable[["DockerApi", Call], Awaitable[Reply]]
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = []
-
-
-def _route(method: str, pattern: str) -> Callable[[Route], Route]:
-    def register(fn: Route) -> Route:
-        _ROUTES.append((method, re.compile(f"^{pattern}$"), fn.__name__))
-        return fn
-
-    return register
 
 
 class DockerApi:
@@ -168,7 +108,7 @@ class DockerApi:
             return error_reply(400, str(e))
         path = unquote(versioned.path)
         method = "GET" if request.method == "HEAD" else request.method
-        for route_method, pattern, name in _ROUTES:
+        for route_method, pattern, name in ROUTES:
             match = pattern.match(path)
             if match is None or route_method != method:
                 continue
@@ -181,7 +121,7 @@ class DockerApi:
             try:
                 reply: Reply = await getattr(self, name)(call)
             except NotModified:
-                return Response(304, trusted_headers=_TRUSTED)
+                return Response(304, trusted_headers=TRUSTED_HEADERS)
             except (NotFound, ImageNotFound) as e:
                 return error_reply(404, str(e))
             except Conflict as e:
@@ -198,13 +138,17 @@ class DockerApi:
 
     # -- system ----------------------------------------------------------------------------
 
-    @_route("GET", "/_ping")
+    @route("GET", "/_ping")
     async def ping(self, call: Call) -> Reply:
         return Response(
-            200, b"OK", "text/plain; charset=utf-8", headers=_NO_CACHE, trusted_headers=_TRUSTED
+            200,
+            b"OK",
+            "text/plain; charset=utf-8",
+            headers=NO_CACHE,
+            trusted_headers=TRUSTED_HEADERS,
         )
 
-    @_route("GET", "/version")
+    @route("GET", "/version")
     async def version(self, call: Call) -> Reply:
         host = self.engine.host
         details = {
@@ -242,7 +186,7 @@ class DockerApi:
             },
         )
 
-    @_route("GET", "/info")
+    @route("GET", "/info")
     async def info(self, call: Call) -> Reply:
         engine, host = self.engine, self.engine.host
         records = list(engine.containers)
@@ -335,7 +279,7 @@ class DockerApi:
     def _image_size(self, image: ImageRecord) -> int:
         return sum(self.engine.images.get_layer(c).size_bytes for c in image.chain_ids)
 
-    @_route("GET", "/images/json")
+    @route("GET", "/images/json")
     async def images_list(self, call: Call) -> Reply:
         out = []
         for image in self.engine.images.list():
@@ -344,7 +288,7 @@ class DockerApi:
             out.append(
                 {
                     "Containers": -1,
-                    "Created": _unix_s(image.config.created),
+                    "Created": unix_s(image.config.created),
                     "Id": image.id,
                     "Labels": dict(labels) if labels is not None else None,
                     "ParentId": "",
@@ -357,7 +301,7 @@ class DockerApi:
             )
         return json_reply(200, out)
 
-    @_route("GET", "/images/(?P<name>.+)/json")
+    @route("GET", "/images/(?P<name>.+)/json")
     async def image_inspect(self, call: Call) -> Reply:
         image = self.engine.images.get(call.params["name"])
         config = image.config
@@ -385,7 +329,7 @@ class DockerApi:
             },
         )
 
-    @_route("POST", "/images/create")
+    @route("POST", "/images/create")
     async def image_create(self, call: Call) -> Reply:
         # No registry client yet. 404 with Docker's phrase makes docker-py raise
         # ImageNotFound and the CLI print it (api-surface.md §8, pull).
@@ -400,7 +344,7 @@ class DockerApi:
 
     # -- containers --------------------------------------------------------------------------
 
-    @_route("POST", "/containers/create")
+    @route("POST", "/containers/create")
     async def container_create(self, call: Call) -> Reply:
         body = call.json_body()
         if not isinstance(body, dict):
@@ -408,7 +352,7 @@ class DockerApi:
         record, warnings = self.engine.create(call.arg("name"), body)
         return json_reply(201, {"Id": record.id, "Warnings": warnings})
 
-    @_route("GET", "/containers/json")
+    @route("GET", "/containers/json")
     async def container_list(self, call: Call) -> Reply:
         show_all = call.flag("all")
         filters = _parse_filters(call.arg("filters"))
@@ -434,7 +378,7 @@ class DockerApi:
             "Image": record.image,
             "ImageID": record.image_id,
             "Command": record.command,
-            "Created": _unix_s(record.created),
+            "Created": unix_s(record.created),
             "Ports": [],
             "Labels": dict(record.config.get("Labels") or {}),
             "State": record.state.wire_status,
@@ -444,7 +388,7 @@ class DockerApi:
             "Mounts": [],
         }
 
-    @_route("GET", "/containers/(?P<id>[^/]+)/json")
+    @route("GET", "/containers/(?P<id>[^/]+)/json")
     async def container_inspect(self, call: Call) -> Reply:
         record = self.engine.containers.resolve(call.params["id"])
         state = record.state
@@ -495,12 +439,12 @@ class DockerApi:
             },
         )
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/start")
+    @route("POST", "/containers/(?P<id>[^/]+)/start")
     async def container_start(self, call: Call) -> Reply:
         await self.engine.start(call.params["id"])
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/stop")
+    @route("POST", "/containers/(?P<id>[^/]+)/stop")
     async def container_stop(self, call: Call) -> Reply:
         text = call.arg("t")
         try:
@@ -508,39 +452,39 @@ class DockerApi:
         except ValueError:
             raise InvalidArgument(f"invalid value for t: {text}") from None
         await self.engine.stop(call.params["id"], timeout_s)
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/kill")
+    @route("POST", "/containers/(?P<id>[^/]+)/kill")
     async def container_kill(self, call: Call) -> Reply:
         await self.engine.kill(call.params["id"], call.arg("signal"))
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/pause")
+    @route("POST", "/containers/(?P<id>[^/]+)/pause")
     async def container_pause(self, call: Call) -> Reply:
         await self.engine.pause(call.params["id"])
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/unpause")
+    @route("POST", "/containers/(?P<id>[^/]+)/unpause")
     async def container_unpause(self, call: Call) -> Reply:
         await self.engine.unpause(call.params["id"])
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/rename")
+    @route("POST", "/containers/(?P<id>[^/]+)/rename")
     async def container_rename(self, call: Call) -> Reply:
         await self.engine.rename(call.params["id"], call.arg("name"))
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("GET", "/containers/(?P<id>[^/]+)/top")
+    @route("GET", "/containers/(?P<id>[^/]+)/top")
     async def container_top(self, call: Call) -> Reply:
         titles, processes = await self.engine.top(call.params["id"], call.arg("ps_args"))
         return json_reply(200, {"Titles": titles, "Processes": processes})
 
-    @_route("DELETE", "/containers/(?P<id>[^/]+)")
+    @route("DELETE", "/containers/(?P<id>[^/]+)")
     async def container_remove(self, call: Call) -> Reply:
         await self.engine.remove(call.params["id"], force=call.flag("force"))
-        return Response(204, trusted_headers=_TRUSTED)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/wait")
+    @route("POST", "/containers/(?P<id>[^/]+)/wait")
     async def container_wait(self, call: Call) -> Reply:
         condition = call.arg("condition") or "not-running"
         if condition not in ("not-running", "next-exit", "removed"):
@@ -556,9 +500,9 @@ class DockerApi:
             finally:
                 engine.forget_wait(record.id, fut)
 
-        return StreamingResponse(200, body(), JSON, headers=_PING_HEADERS)
+        return StreamingResponse(200, body(), JSON, headers=PING_HEADERS)
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/attach")
+    @route("POST", "/containers/(?P<id>[^/]+)/attach")
     async def container_attach(self, call: Call) -> Reply:
         engine = self.engine
         record = engine.containers.resolve(call.params["id"])
@@ -604,19 +548,19 @@ class DockerApi:
             101 if upgrade else 200,
             run,
             self._stream_type(call, tty),
-            headers=_PING_HEADERS,
+            headers=PING_HEADERS,
             abandon=abandon,
         )
 
     @staticmethod
     def _stream_type(call: Call, tty: bool) -> str:
-        if call.version >= _TYPED_STREAMS_SINCE:
+        if call.version >= TYPED_STREAMS_SINCE:
             kind = "raw-stream" if tty else "multiplexed-stream"
         else:
             kind = "raw-stream"
         return f"application/vnd.docker.{kind}"
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/resize")
+    @route("POST", "/containers/(?P<id>[^/]+)/resize")
     async def container_resize(self, call: Call) -> Reply:
         try:
             rows, cols = int(call.arg("h", "0") or "0"), int(call.arg("w", "0") or "0")
@@ -625,9 +569,9 @@ class DockerApi:
         if not (0 <= rows < 65536 and 0 <= cols < 65536):
             raise InvalidArgument("invalid resize height or width")
         await self.engine.resize(call.params["id"], rows, cols)
-        return Response(200, trusted_headers=_TRUSTED)
+        return Response(200, trusted_headers=TRUSTED_HEADERS)
 
-    @_route("GET", "/containers/(?P<id>[^/]+)/logs")
+    @route("GET", "/containers/(?P<id>[^/]+)/logs")
     async def container_logs(self, call: Call) -> Reply:
         record = self.engine.containers.resolve(call.params["id"])
         streams = frozenset(s for s in ("stdout", "stderr") if call.flag(s))
@@ -656,11 +600,11 @@ class DockerApi:
             finally:
                 await lines.aclose()
 
-        return StreamingResponse(200, body(), self._stream_type(call, tty), headers=_PING_HEADERS)
+        return StreamingResponse(200, body(), self._stream_type(call, tty), headers=PING_HEADERS)
 
     # -- exec (api-surface.md §3, §4) ------------------------------------------------------
 
-    @_route("POST", "/containers/(?P<id>[^/]+)/exec")
+    @route("POST", "/containers/(?P<id>[^/]+)/exec")
     async def exec_create(self, call: Call) -> Reply:
         body = call.json_body()
         if not isinstance(body, dict):
@@ -669,7 +613,7 @@ class DockerApi:
         inst = self.engine.execs.create(call.params["id"], record, body)
         return json_reply(201, {"Id": inst.id})
 
-    @_route("POST", "/exec/(?P<id>[^/]+)/start")
+    @route("POST", "/exec/(?P<id>[^/]+)/start")
     async def exec_start(self, call: Call) -> Reply:
         body = call.json_body() or {}
         execs = self.engine.execs
@@ -677,7 +621,7 @@ class DockerApi:
         execs.check_startable(inst, self.engine.containers.get(inst.container_id))
         if isinstance(body, dict) and body.get("Detach"):
             await execs.start_detached(inst)
-            return Response(200, trusted_headers=_TRUSTED)
+            return Response(200, trusted_headers=TRUSTED_HEADERS)
         tty = inst.config.tty
         detach_keys = parse_detach_keys(inst.config.detach_keys)
 
@@ -700,10 +644,10 @@ class DockerApi:
 
         upgrade = "upgrade" in call.request.headers.get("connection", "").lower()
         return HijackResponse(
-            101 if upgrade else 200, run, self._stream_type(call, tty), headers=_PING_HEADERS
+            101 if upgrade else 200, run, self._stream_type(call, tty), headers=PING_HEADERS
         )
 
-    @_route("GET", "/exec/(?P<id>[^/]+)/json")
+    @route("GET", "/exec/(?P<id>[^/]+)/json")
     async def exec_inspect(self, call: Call) -> Reply:
         inst = self.engine.execs.get(call.params["id"])
         cfg = inst.config
@@ -732,7 +676,7 @@ class DockerApi:
             },
         )
 
-    @_route("POST", "/exec/(?P<id>[^/]+)/resize")
+    @route("POST", "/exec/(?P<id>[^/]+)/resize")
     async def exec_resize(self, call: Call) -> Reply:
         try:
             rows, cols = int(call.arg("h", "0") or "0"), int(call.arg("w", "0") or "0")
@@ -741,7 +685,7 @@ class DockerApi:
         if not (0 <= rows < 65536 and 0 <= cols < 65536):
             raise InvalidArgument("invalid resize height or width")
         self.engine.execs.resize(call.params["id"], rows, cols)
-        return Response(200, trusted_headers=_TRUSTED)
+        return Response(200, trusted_headers=TRUSTED_HEADERS)
 
 
 async def _exec_input(
