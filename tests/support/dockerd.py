@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,30 @@ def mounts_under(*roots: Path) -> list[str]:
     return sorted(hits, key=lambda p: p.count("/"), reverse=True)
 
 
+def run_docker_cli(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    input_bytes: bytes | None = None,
+    timeout_s: float = COMMAND_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """The docker CLI with `env`; output decoded, never raises on a non-zero exit."""
+    result = subprocess.run(
+        [DOCKER_CLI, *args],
+        env=dict(env),
+        input=input_bytes,
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode(errors="replace"),
+        result.stderr.decode(errors="replace"),
+    )
+
+
 @dataclass
 class DaemonProcess:
     """A daemon subprocess (dockerd or dockyard) and the docker CLI pointed at it."""
@@ -268,20 +292,7 @@ class DaemonProcess:
         self, *args: str, input_bytes: bytes | None = None, timeout_s: float = COMMAND_TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
         """The docker CLI against this daemon; never raises on a non-zero exit."""
-        result = subprocess.run(
-            [DOCKER_CLI, *args],
-            env=self.env,
-            input=input_bytes,
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        return subprocess.CompletedProcess(
-            result.args,
-            result.returncode,
-            result.stdout.decode(errors="replace"),
-            result.stderr.decode(errors="replace"),
-        )
+        return run_docker_cli(args, env=self.env, input_bytes=input_bytes, timeout_s=timeout_s)
 
     def shim_pids(self) -> list[int]:
         """The per-container shims this daemon started (running ones)."""
@@ -433,9 +444,16 @@ def start_dockerd(tmp_path: Path) -> DaemonProcess:
 
 
 def start_dockyard_daemon(
-    tmp_path: Path, *, labels: Mapping[str, str] | None = None
+    tmp_path: Path,
+    *,
+    labels: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> DaemonProcess:
-    """`dockyard daemon` with busybox bootstrapped offline into its fresh data root."""
+    """`dockyard daemon` with busybox bootstrapped offline into its fresh data root.
+
+    `extra_args` are more daemon flags (e.g. a tcp:// listener and its TLS files); the unix
+    socket in `run_dir` stays the one readiness is checked on.
+    """
     run_dir = _short_run_dir("dy-")
     data_root = tmp_path / "dockyard-root"
     subprocess.run(
@@ -462,6 +480,7 @@ def start_dockyard_daemon(
             "--exec-root",
             str(run_dir / "exec"),
             *label_args,
+            *extra_args,
         ],
         runc_roots=(run_dir / "exec" / "runc",),
     )

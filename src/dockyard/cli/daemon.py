@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,11 @@ import click
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = Path("/var/lib/dockyard/engine")
 DEFAULT_EXEC_ROOT = Path("/run/dockyard")
+
+
+def _default_cert_dir() -> Path:
+    # dockerd's defaults: $DOCKER_CERT_PATH, else ~/.docker.
+    return Path(os.environ.get("DOCKER_CERT_PATH") or Path.home() / ".docker")
 
 
 def register(group: click.Group) -> None:
@@ -43,7 +49,35 @@ def register(group: click.Group) -> None:
     )
     @click.option("--label", "labels", multiple=True, help="key=value daemon label, repeatable.")
     @click.option(
-        "--tlsverify", is_flag=True, default=False, help="Require TLS on tcp:// listeners."
+        "--tls",
+        "use_tls",
+        is_flag=True,
+        default=False,
+        help="Serve TLS on tcp:// listeners (implied by --tlsverify).",
+    )
+    @click.option(
+        "--tlsverify",
+        is_flag=True,
+        default=False,
+        help="Serve TLS on tcp:// listeners and require client certificates signed by --tlscacert.",
+    )
+    @click.option(
+        "--tlscacert",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Trust client certificates signed by this CA [default: ~/.docker/ca.pem].",
+    )
+    @click.option(
+        "--tlscert",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The server's TLS certificate [default: ~/.docker/cert.pem].",
+    )
+    @click.option(
+        "--tlskey",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The server's TLS key [default: ~/.docker/key.pem].",
     )
     @click.option(
         "-l",
@@ -57,11 +91,22 @@ def register(group: click.Group) -> None:
         data_root: Path,
         exec_root: Path,
         labels: tuple[str, ...],
+        use_tls: bool,
         tlsverify: bool,
+        tlscacert: Path | None,
+        tlscert: Path | None,
+        tlskey: Path | None,
         log_level: str,
     ) -> None:
         """Serve the Docker Engine API (a first slice: images, containers' lifecycle, logs)."""
-        from dockyard.engine.daemon import DaemonConfig, ListenerError, parse_host, serve_forever
+        from dockyard.engine.daemon import (
+            DaemonConfig,
+            ListenerError,
+            parse_host,
+            serve_forever,
+            server_tls_context,
+        )
+        from dockyard.tls.errors import TlsConfigError
 
         level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -69,20 +114,26 @@ def register(group: click.Group) -> None:
             if "=" not in label:
                 raise click.BadParameter(f"{label!r} is not key=value", param_hint="--label")
         hosts = hosts or (DEFAULT_HOST,)
-        try:
-            for host in hosts:
-                parse_host(host, tls_verify=tlsverify)  # refuse before touching anything
-        except ListenerError as e:
-            raise click.ClickException(str(e)) from None
-        runc = shutil.which("runc") or "runc"
+        cert_dir = _default_cert_dir()
         config = DaemonConfig(
             hosts=hosts,
             data_root=data_root.absolute(),
             exec_root=exec_root.absolute(),
             labels=labels,
             tls_verify=tlsverify,
-            runc_binary=runc,
+            tls=use_tls,
+            tls_ca_cert=(tlscacert or cert_dir / "ca.pem").absolute(),
+            tls_cert=(tlscert or cert_dir / "cert.pem").absolute(),
+            tls_key=(tlskey or cert_dir / "key.pem").absolute(),
+            runc_binary=shutil.which("runc") or "runc",
         )
+        try:
+            # Refuse before touching anything: bad hosts, then unusable certificates.
+            listeners = [parse_host(h, tls_verify=tlsverify, tls=use_tls) for h in hosts]
+            if any(listener.tls for listener in listeners):
+                server_tls_context(config)
+        except (ListenerError, TlsConfigError) as e:
+            raise click.ClickException(str(e)) from None
         asyncio.run(serve_forever(config))
 
 

@@ -44,8 +44,19 @@ after the backoff (the record says `restarting` meanwhile); `docker stop` cancel
 until the next start; a daemon start restarts what the policies ask for, and what was
 pending when it stopped.
 
+Security and resources: `model/host_config.py` turns the stored Config/HostConfig into the
+spec builder's input (and fills dockerd's defaults at create); this module only reads what
+that needs from the host (device nodes, the rootfs's /etc/passwd and /etc/group). `docker
+update` merges there too and reaches a running container's cgroup through `runc update`.
+OOM kills are reported by the shim (exit.json `oom_killed`).
+
 Not yet: networking (every container gets `--network none`, or `host` when asked; /info
-says so in Warnings), TLS listeners, OOM reporting.
+says so in Warnings).
+
+Listeners: unix sockets (root-only), and tcp:// ones. With `--tlsverify` every tcp listener
+speaks TLS and requires a client certificate that chains to `--tlscacert` (the handshake
+refuses anyone else, before HTTP); `--tls` alone is TLS without client certificates, as
+dockerd's. A tcp listener off loopback without `--tlsverify` is refused at start.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -71,6 +83,7 @@ from urllib.parse import urlsplit
 
 from dockyard import __version__
 from dockyard.engine import containers as ct
+from dockyard.engine import events as ev
 from dockyard.engine.containers import (
     Conflict,
     ContainerRecord,
@@ -80,9 +93,17 @@ from dockyard.engine.containers import (
     NotModified,
 )
 from dockyard.engine.execs import ExecDriver
+from dockyard.engine.health import HealthMonitor, healthcheck_entry
 from dockyard.engine.images.model import InvalidReference, parse_reference
-from dockyard.engine.images.snapshotter import OverlaySnapshotter, SnapshotError, mount, unmount
+from dockyard.engine.images.snapshotter import (
+    Mount,
+    OverlaySnapshotter,
+    SnapshotError,
+    mount,
+    unmount,
+)
 from dockyard.engine.images.store import ImageNotFound, ImageStore, ImageUser
+from dockyard.engine.model import host_config as hcfg
 from dockyard.engine.model import oci_spec
 from dockyard.engine.model import restart as rp
 from dockyard.engine.model.top import PsOutputError, parse_ps_output
@@ -101,7 +122,10 @@ from dockyard.engine.runtime.shim import (
     start_shim,
     wait_exit,
 )
+from dockyard.engine.security import capabilities as caps
 from dockyard.engine.security import seccomp
+from dockyard.engine.security.devices import device_nodes, host_devices
+from dockyard.tls.contexts import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +133,8 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = Path("/var/lib/dockyard/engine")
 DEFAULT_EXEC_ROOT = Path("/run/dockyard")
 DEFAULT_STOP_TIMEOUT_S = 10  # moby container/container.go defaultStopTimeout
+# `--init`: Debian docker.io's docker-init (tini), else Debian tini's static build.
+INIT_BINARIES = ("/usr/bin/docker-init", "/usr/bin/tini-static")
 # `logs --follow` re-reads the json-file at this interval while the container runs.
 FOLLOW_POLL_S = 0.1
 # How long a forced remove or SIGKILL waits for the shim to report the exit.
@@ -139,6 +165,10 @@ class DaemonConfig:
     exec_root: Path = DEFAULT_EXEC_ROOT
     labels: tuple[str, ...] = ()
     tls_verify: bool = False
+    tls: bool = False  # TLS on tcp listeners; implied by tls_verify
+    tls_ca_cert: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     runc_binary: str = "runc"
 
 
@@ -227,12 +257,38 @@ def _engine_id(data_root: Path) -> str:
         return value
 
 
+def _read_first_line(*paths: str) -> str:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            return Path(path).read_text().strip()
+    return ""
+
+
+def _own_capabilities() -> tuple[str, ...] | None:
+    """The daemon's bounding set, by name (moby caps.initCaps intersects with it)."""
+    for line in _read_first_line("/proc/self/status").splitlines():
+        key, _, value = line.partition(":")
+        if key == "CapBnd":
+            mask = int(value.strip(), 16)
+            return tuple(c for bit, c in enumerate(caps.ALL_CAPABILITIES) if mask >> bit & 1)
+    return None
+
+
+def _blkio_weight(cgroup_version: int) -> bool:
+    # moby pkg/sysinfo: blkio.weight in the v1 blkio hierarchy (absent where the kernel
+    # only has BFQ's), the io controller on v2.
+    if cgroup_version == 1:
+        return Path("/sys/fs/cgroup/blkio/blkio.weight").exists()
+    return "io" in _read_first_line("/sys/fs/cgroup/cgroup.controllers").split()
+
+
 async def detect_host(runc: Runc, runc_binary: str, data_root: Path) -> HostInfo:
     release = os.uname().release
     numbers = [int(p) for p in release.split("-")[0].split(".")[:2] if p.isdigit()]
     cpu_count = os.cpu_count() or 1
+    cgroup_version = 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
     facts = oci_spec.HostFacts(
-        cgroup_version=2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1,
+        cgroup_version=cgroup_version,
         kernel=tuple(numbers) or (0, 0),
         arch=platform.machine(),
         # AppArmor stays off: the spec would name a `docker-default` profile that nobody
@@ -241,6 +297,19 @@ async def detect_host(runc: Runc, runc_binary: str, data_root: Path) -> HostInfo
         cpu_count=cpu_count,
         hostname=socket.gethostname(),
         runtime_namespaces=await runc.namespaces(),
+        init_path=next((p for p in INIT_BINARIES if Path(p).exists()), INIT_BINARIES[0]),
+        cpus_online=_read_first_line(
+            "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
+            "/sys/fs/cgroup/cpuset.cpus.effective",
+            "/sys/devices/system/cpu/online",
+        ),
+        mems_online=_read_first_line(
+            "/sys/fs/cgroup/cpuset/cpuset.effective_mems",
+            "/sys/fs/cgroup/cpuset.mems.effective",
+            "/sys/devices/system/node/online",
+        ),
+        blkio_weight=_blkio_weight(cgroup_version),
+        capabilities=_own_capabilities(),
     )
     os_name, os_version = _os_release()
     return HostInfo(
@@ -327,12 +396,29 @@ class Engine:
         self._backoff_ms: dict[str, int] = {}
         self._stopped_by_user: set[str] = set()
         self._closing = False
+        self.events = ev.EventBus(time.time_ns)
         self.execs = ExecDriver(
             self._runc,
             bundle_dir=lambda cid: self._dir(cid) / "bundle",
             rootfs_dir=self._rootfs,
             new_id=lambda: ct.new_id(self._rng),
+            emit=self.emit_container_event,
         )
+        self.health = HealthMonitor(self.containers, self.execs, self.emit_container_event)
+
+    def emit_container_event(
+        self, cid: str, action: str, extra: Mapping[str, str] | None = None
+    ) -> None:
+        """A container event carrying the record's name, image and labels (events.py)."""
+        try:
+            record = self.containers.get(cid)
+        except KeyError:
+            return  # removed meanwhile
+        labels = record.config.get("Labels") or {}
+        attributes = ev.container_attributes(
+            name=record.name, image=record.image, labels=labels, extra=extra
+        )
+        self.events.emit(ev.CONTAINER, action, cid, attributes)
 
     # -- hooks for the image store ------------------------------------------------------
 
@@ -360,6 +446,7 @@ class Engine:
 
     async def recover(self) -> None:
         """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
+        await asyncio.to_thread(self._clear_stale_mounts)
         for record in list(self.containers):
             if not record.state.running:
                 if record.state.status == "exited":
@@ -370,6 +457,7 @@ class Engine:
             state_dir = self.layout.shims / record.id
             if shim_running(state_dir):
                 self._watch(record.id, lambda d=state_dir: wait_exit(d))  # type: ignore[misc]
+                self.health.start(record.id)
                 continue
             status = load_exit_status(state_dir) or ExitStatus(
                 255, None, False, now_rfc3339(), "the container's shim is gone"
@@ -443,6 +531,7 @@ class Engine:
         """Stop watching (containers keep running under their shims); pending restarts
         stay recorded (`restarting`) and happen at the next daemon start."""
         self._closing = True
+        await self.health.close()
         restarts = list(self._restarts.values())
         for task in restarts:
             task.cancel()
@@ -491,6 +580,10 @@ class Engine:
             oom_killed=status.oom_killed,
         )
         self.containers.save(record.with_state(state))
+        self.health.stop(cid)
+        if status.oom_killed:
+            self.emit_container_event(cid, "oom")
+        self.emit_container_event(cid, "die", {"exitCode": str(status.exit_code)})
         # Decided before anyone hears of the exit: an answer to stop/kill/wait already
         # shows whether the container restarts.
         self._after_exit(cid)
@@ -565,14 +658,15 @@ class Engine:
         working_dir = str(body.get("WorkingDir") or (image_cfg.working_dir if image_cfg else ""))
         labels = dict(image_cfg.labels or ()) if image_cfg is not None else {}
         labels.update({str(k): str(v) for k, v in (body.get("Labels") or {}).items()})
-        host_config = _host_config_defaults(
-            body.get("HostConfig") or {}, cgroup_version=self.host.facts.cgroup_version
+        host_config, warnings = hcfg.fill_defaults(
+            body.get("HostConfig") or {}, host=self.host.facts
         )
+        stop_signal = str(body.get("StopSignal") or (image_cfg.stop_signal if image_cfg else ""))
         try:
-            rp.parse_policy(
-                host_config.get("RestartPolicy"), auto_remove=bool(host_config.get("AutoRemove"))
+            hcfg.validate_create(
+                {**body, "StopSignal": stop_signal}, host_config, host=self.host.facts
             )
-        except rp.InvalidRestartPolicy as e:
+        except oci_spec.SpecError as e:
             raise InvalidArgument(str(e)) from None
         # moby daemon/container.go: the short ID names the container, except on the host's
         # network, where it takes the host's name.
@@ -596,6 +690,12 @@ class Engine:
             "OnBuild": None,
             "Labels": labels,
         }
+        # Shown only when set, as dockerd's omitempty; stop() reads them.
+        if stop_signal:
+            config["StopSignal"] = stop_signal
+        if body.get("StopTimeout") is not None:
+            config["StopTimeout"] = int(body["StopTimeout"])
+        config.update(healthcheck_entry(body.get("Healthcheck"), image_cfg))
         record = ContainerRecord(
             id=cid,
             name=full_name,
@@ -612,7 +712,7 @@ class Engine:
             oci_spec.build_spec(
                 self._spec_config(record),
                 rootfs="/",
-                host=self.host.facts,
+                host=self._host_facts(record, strict=False),
                 container_id=cid,
                 seccomp_profile=self._seccomp,
             )
@@ -624,44 +724,74 @@ class Engine:
         except BaseException:
             self.containers.remove(cid)
             raise
-        return record, []
+        self.emit_container_event(cid, "create")
+        return record, warnings
 
-    def _spec_config(self, record: ContainerRecord) -> oci_spec.ContainerConfig:
-        cfg, hc = record.config, record.host_config
-        network = str(hc.get("NetworkMode") or "default")
-        pids_limit = hc.get("PidsLimit")
-        return oci_spec.ContainerConfig(
-            cmd=(record.path, *record.args),
-            env=tuple(cfg.get("Env") or ()),
-            working_dir=str(cfg.get("WorkingDir") or ""),
-            user=str(cfg.get("User") or ""),
-            hostname=str(cfg.get("Hostname") or ""),
-            domainname=str(cfg.get("Domainname") or ""),
-            tty=bool(cfg.get("Tty")),
-            open_stdin=bool(cfg.get("OpenStdin")),
-            cap_add=tuple(hc.get("CapAdd") or ()),
-            cap_drop=tuple(hc.get("CapDrop") or ()),
-            privileged=bool(hc.get("Privileged")),
-            security_opt=tuple(hc.get("SecurityOpt") or ()),
-            read_only=bool(hc.get("ReadonlyRootfs")),
-            # No networking yet: anything but host gets an empty network namespace.
-            network_mode="host" if network == "host" else "none",
-            resources=oci_spec.Resources(
-                memory=int(hc.get("Memory") or 0),
-                memory_swap=int(hc.get("MemorySwap") or 0),
-                nano_cpus=int(hc.get("NanoCpus") or 0),
-                cpu_shares=int(hc.get("CpuShares") or 0),
-                pids_limit=int(pids_limit) if pids_limit else None,
-            ),
-            shm_size=int(hc.get("ShmSize") or 0),
-            stop_signal=str(cfg.get("StopSignal") or ""),
+    def _spec_config(
+        self, record: ContainerRecord, rootfs: Path | None = None
+    ) -> oci_spec.ContainerConfig:
+        """The spec builder's input; with the mounted `rootfs`, users and groups resolved
+        against its /etc/passwd and /etc/group (before the start there is nothing to read,
+        so validation runs with root)."""
+        resolved = oci_spec.ResolvedUser(0, 0)
+        if rootfs is not None:
+            texts = []
+            for name in ("passwd", "group"):
+                try:
+                    texts.append((rootfs / "etc" / name).read_text(errors="replace"))
+                except OSError:
+                    texts.append("")
+            resolved = hcfg.resolve_user(
+                str(record.config.get("User") or ""),
+                [str(g) for g in record.host_config.get("GroupAdd") or ()],
+                passwd=texts[0],
+                group=texts[1],
+            )
+        return hcfg.container_config(
+            path=record.path,
+            args=record.args,
+            config=record.config,
+            hc=record.host_config,
+            resolved_user=resolved,
         )
+
+    def _host_facts(self, record: ContainerRecord, *, strict: bool = True) -> oci_spec.HostFacts:
+        """The host facts plus the device nodes this container maps (stat'ed now, as
+        dockerd does at each start)."""
+        hc = record.host_config
+        paths = hcfg.device_paths(hc)
+        if not paths and not hc.get("Privileged"):
+            return self.host.facts
+        nodes = device_nodes(paths, strict=strict)
+        if hc.get("Privileged"):
+            nodes = (*host_devices(), *nodes)
+        return replace(self.host.facts, devices=nodes)
+
+    async def update(self, ref: str, body: Mapping[str, Any]) -> list[str]:
+        """`docker update`: persist the merged HostConfig; a running container's cgroup
+        gets the new limits through `runc update` first (moby daemon/update.go)."""
+        cid = self.containers.resolve(ref).id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            try:
+                result = hcfg.apply_update(record.host_config, body, host=self.host.facts)
+            except hcfg.UpdateConflict as e:
+                raise Conflict(f"Cannot update container {cid}: {e}") from None
+            except oci_spec.SpecError as e:
+                raise InvalidArgument(str(e)) from None
+            if record.state.running and not record.state.restarting and result.resources:
+                try:
+                    await self._runc.update(cid, result.resources)
+                except RuncError as e:
+                    raise EngineError(f"Cannot update container {cid}: {e.message}") from None
+            self.containers.save(replace(record, host_config=dict(result.host_config)))
+            return list(result.warnings)
 
     async def start(self, ref: str) -> None:
         record = self.containers.resolve(ref)
         try:
             await self._start(record.id)
-        except InvalidArgument:
+        except (InvalidArgument, ct.NotFound):
             # moby daemon/start.go: an AutoRemove container whose start failed is removed.
             await self._auto_remove(record.id)
             raise
@@ -683,14 +813,15 @@ class Engine:
                 record = record.with_state(
                     replace(record.state, restarting=False, restart_count=0, manually_stopped=False)
                 )
+            _check_network_mode(str(record.host_config.get("NetworkMode") or "default"))
             rootfs = self._rootfs(cid)
             rootfs.mkdir(exist_ok=True)
             await asyncio.to_thread(mount, self.snapshots.mounts(cid), rootfs)
             try:
                 spec = oci_spec.build_spec(
-                    self._spec_config(record),
+                    self._spec_config(record, rootfs),
                     rootfs=str(rootfs),
-                    host=self.host.facts,
+                    host=self._host_facts(record),
                     container_id=cid,
                     seccomp_profile=self._seccomp,
                 )
@@ -739,6 +870,8 @@ class Engine:
             state = ct.started(record.state, pid=handle.init_pid, started_at=started_at)
             self.containers.save(record.with_state(state))
             self._watch(cid, handle.wait_exit)
+            self.emit_container_event(cid, "start")
+            self.health.start(cid)
 
     async def stop(self, ref: str, timeout_s: int | None) -> None:
         record = self.containers.resolve(ref)
@@ -758,6 +891,7 @@ class Engine:
             self._stopped_by_user.add(cid)
             record = record.with_state(replace(record.state, manually_stopped=True))
             self.containers.save(record)
+            self.health.stop(cid)  # moby containerStop: no probe result counts once stopping
             stop_timeout = record.config.get("StopTimeout")
             if timeout_s is None:
                 timeout_s = (
@@ -775,13 +909,16 @@ class Engine:
                 fut = self.register_wait(self.containers.get(cid), "not-running")
                 with contextlib.suppress(RuncError):
                     await self._runc.kill(cid, signal.SIGKILL)
+                    self.emit_container_event(cid, "kill", {"signal": str(int(signal.SIGKILL))})
                 await self._await_exit(cid, fut, KILL_WAIT_S)
+            self.emit_container_event(cid, "stop")
 
     async def _signal(self, record: ContainerRecord, sig: int) -> None:
         """Send `sig`; a paused container is thawed after SIGKILL or its stop signal, which it
         then receives (moby daemon/kill.go killWithSignal)."""
         cid = record.id
         await self._runc.kill(cid, sig)
+        self.emit_container_event(cid, "kill", {"signal": str(sig)})
         stop_sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
         if not record.state.paused or sig not in (signal.SIGKILL, stop_sig):
             return
@@ -806,6 +943,8 @@ class Engine:
             record = self.containers.get(cid)
             if record.state.running:
                 self.containers.save(record.with_state(ct.paused(record.state)))
+                self.health.stop(cid)
+                self.emit_container_event(cid, "pause")
 
     async def unpause(self, ref: str) -> None:
         cid = self.containers.resolve(ref).id
@@ -820,6 +959,8 @@ class Engine:
             record = self.containers.get(cid)
             if record.state.running:
                 self.containers.save(record.with_state(ct.unpaused(record.state)))
+                self.emit_container_event(cid, "unpause")
+                self.health.resume(cid)
 
     async def kill(self, ref: str, signal_text: str) -> None:
         record = self.containers.resolve(ref)
@@ -875,6 +1016,7 @@ class Engine:
             with contextlib.suppress(SnapshotError):
                 await asyncio.to_thread(self.snapshots.remove, cid)
             shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
+            self.emit_container_event(cid, "destroy")
             self.containers.remove(cid)
             self.execs.forget_container(cid)
             self._backoff_ms.pop(cid, None)
@@ -894,7 +1036,58 @@ class Engine:
         async with self._lock(cid):
             if self.containers.get(cid).name == name:
                 raise InvalidArgument("Renaming a container with the same name as its current name")
+            old_name = self.containers.get(cid).name
             self.containers.rename(cid, name)
+            self.emit_container_event(cid, "rename", {"oldName": old_name})
+
+    def _clear_stale_mounts(self) -> None:
+        """Unmount what `mounted_rootfs` left when a daemon died during a copy or export."""
+        mounts = self.layout.exec_root / "mounts"
+        for point in sorted(mounts.iterdir()) if mounts.is_dir() else []:
+            try:
+                unmount(point)
+                point.rmdir()
+            except (OSError, SnapshotError) as e:
+                logger.warning("stale archive mount %s: %s", point, e)
+
+    @contextlib.asynccontextmanager
+    async def mounted_rootfs(self, ref: str) -> AsyncGenerator[tuple[ContainerRecord, Path], None]:
+        """The container's root filesystem at a private mount point, for cp and export.
+
+        Running: a bind of its mounted rootfs, so writes reach the container and its exit
+        can still unmount the original (our reads hold only the bind busy). Stopped: its
+        snapshot mounted there under the container's lock, held until the caller is done,
+        so no start mounts the same upper directory meanwhile. Always unmounted after.
+        """
+        cid = self.containers.resolve(ref).id
+        point = self.layout.exec_root / "mounts" / f"{cid}-{uuid.uuid4().hex[:12]}"
+        lock = self._lock(cid)
+        await lock.acquire()
+        locked = True
+        try:
+            record = self.containers.get(cid)
+            point.mkdir(parents=True, mode=0o700)
+            if record.state.running:
+                bind = [Mount("bind", str(self._rootfs(cid)), "", ())]
+                await asyncio.to_thread(mount, bind, point)
+                if self.containers.get(cid).state.running:
+                    lock.release()  # start and stop need not wait for the copy
+                    locked = False
+                else:
+                    # It exited while we bound: the bind may hold the bare mount point.
+                    await asyncio.to_thread(unmount, point)
+                    await asyncio.to_thread(mount, self.snapshots.mounts(cid), point)
+            else:
+                await asyncio.to_thread(mount, self.snapshots.mounts(cid), point)
+            try:
+                yield record, point
+            finally:
+                await asyncio.to_thread(unmount, point)
+        finally:
+            with contextlib.suppress(OSError):
+                point.rmdir()
+            if locked:
+                lock.release()
 
     async def top(self, ref: str, ps_args: str) -> tuple[list[str], list[list[str]]]:
         """moby daemon/top_unix.go: the host's `ps` rows of the container's processes."""
@@ -916,14 +1109,17 @@ class Engine:
         if proc.returncode != 0:
             raise EngineError(f"ps: {err.decode(errors='replace').strip()}")
         try:
-            return parse_ps_output(out.decode(errors="replace"), set(pids))
+            rows = parse_ps_output(out.decode(errors="replace"), set(pids))
         except PsOutputError as e:
             raise EngineError(str(e)) from None
+        self.emit_container_event(record.id, "top")
+        return rows
 
     async def attach(self, record: ContainerRecord, *, stdin: bool) -> AttachSession | None:
         """Connect a session to the container's shim; None if it exited meanwhile."""
         cid = record.id
         mode = ATTACH_STDIN if stdin else ATTACH_OUTPUT
+        self.emit_container_event(cid, "attach")
         if record.state.running:
             dir_fd = os.open(self.layout.shims / cid, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -964,6 +1160,7 @@ class Engine:
             await reader.read()  # the shim answers once the terminal has its new size
         finally:
             writer.close()
+        self.emit_container_event(record.id, "resize", {"height": str(rows), "width": str(cols)})
 
     async def logs(
         self,
@@ -973,22 +1170,31 @@ class Engine:
         follow: bool,
         tail: int | None,
         timestamps: bool,
+        since_ns: int = 0,
+        until_ns: int = 0,
     ) -> AsyncGenerator[tuple[str, bytes], None]:
-        """(stream, line) pairs from the json-file log; with `follow`, until the exit."""
+        """(stream, line) pairs from the json-file log; with `follow`, until the exit (or
+        `until_ns` passes). As moby's json-file reader, the tail is taken first and `since`
+        then filters it; 0 leaves `since_ns`/`until_ns` unset."""
         path = self.log_path(record.id)
         fut = self.register_wait(record, "not-running") if follow else None
+        window = _LogWindow(since_ns, until_ns)
         try:
             offset, entries = _read_log(path, 0)
             if tail is not None:
                 entries = entries[-tail:] if tail > 0 else []
             for entry in entries:
-                if (item := _log_item(entry, streams, timestamps)) is not None:
+                if window.after(entry):
+                    return
+                if window.holds(entry) and (item := _log_item(entry, streams, timestamps)):
                     yield item
             while fut is not None:
-                done = fut.done()
+                done = fut.done() or (until_ns > 0 and time.time_ns() > until_ns)
                 offset, entries = _read_log(path, offset)
                 for entry in entries:
-                    if (item := _log_item(entry, streams, timestamps)) is not None:
+                    if window.after(entry):
+                        return
+                    if window.holds(entry) and (item := _log_item(entry, streams, timestamps)):
                         yield item
                 if done:
                     break
@@ -996,6 +1202,27 @@ class Engine:
         finally:
             if fut is not None:
                 self.forget_wait(record.id, fut)
+
+
+@dataclass(frozen=True)
+class _LogWindow:
+    """`docker logs --since/--until` bounds in Unix nanoseconds; 0 is unbounded."""
+
+    since_ns: int
+    until_ns: int
+
+    def holds(self, entry: Mapping[str, Any]) -> bool:
+        return not self.since_ns or _entry_ns(entry) >= self.since_ns
+
+    def after(self, entry: Mapping[str, Any]) -> bool:
+        return bool(self.until_ns) and _entry_ns(entry) > self.until_ns
+
+
+def _entry_ns(entry: Mapping[str, Any]) -> int:
+    try:
+        return ct.parse_time_ns(str(entry.get("time", "")))
+    except ValueError:
+        return 0
 
 
 def _read_log(path: Path, offset: int) -> tuple[int, list[dict[str, Any]]]:
@@ -1023,6 +1250,20 @@ def _log_item(
     return stream, line
 
 
+# The networks a container can name until user networks exist (issue 5); the default
+# bridge runs as `none` for now (/info says so).
+_KNOWN_NETWORKS = frozenset({"default", "bridge", "none", "host"})
+
+
+def _check_network_mode(mode: str) -> None:
+    """dockerd resolves the network at start, not at create: an unknown name fails the start
+    with 404 `network <name> not found`."""
+    if mode.startswith("container:"):
+        raise InvalidArgument("--network container:<name> is not supported by dockyard yet")
+    if mode not in _KNOWN_NETWORKS:
+        raise ct.NotFound(f"network {mode} not found")
+
+
 def _console_size(hc: Mapping[str, Any]) -> tuple[int, int] | None:
     """HostConfig.ConsoleSize ([rows, cols], API 1.42+); None when unset or zero."""
     size = hc.get("ConsoleSize")
@@ -1035,40 +1276,13 @@ def _console_size(hc: Mapping[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def _host_config_defaults(hc: Mapping[str, Any], *, cgroup_version: int) -> dict[str, Any]:
-    """The create request's HostConfig with dockerd's defaults filled, as inspect shows it."""
-    out = dict(hc)
-    memory = int(out.get("Memory") or 0)
-    defaults: dict[str, Any] = {
-        "NetworkMode": "default",
-        "LogConfig": {"Type": "json-file", "Config": {}},
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "CapAdd": None,
-        "CapDrop": None,
-        "Privileged": False,
-        "ReadonlyRootfs": False,
-        "Memory": 0,
-        "NanoCpus": 0,
-        "PidsLimit": None,
-        # moby daemon_unix.go: private cgroupns by default on cgroup v2 only.
-        "CgroupnsMode": "private" if cgroup_version == 2 else "host",
-        "IpcMode": "private",
-        "ShmSize": oci_spec.DEFAULT_SHM_SIZE_BYTES,
-        "Runtime": "runc",
-        "SecurityOpt": None,
-        "AutoRemove": False,
-    }
-    for key, value in defaults.items():
-        if not out.get(key):
-            out[key] = value
-    if not (out.get("LogConfig") or {}).get("Type"):
-        out["LogConfig"] = {"Type": "json-file", "Config": {}}
-    if memory > 0 and not out.get("MemorySwap"):
-        out["MemorySwap"] = memory * 2  # moby daemon_unix.go adaptContainerSettings
-    return out
-
-
 # --- listeners ------------------------------------------------------------------------------
+
+# Request bodies are buffered whole by the HTTP server, and `docker import` (later load,
+# build contexts) sends root filesystems: dockerd has no limit. Anyone who can reach the
+# API controls the host as root already, so the cap only guards against accidents; a
+# streamed request body is the real fix.
+API_MAX_BODY_BYTES = 2 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -1076,10 +1290,15 @@ class Listener:
     kind: str  # "unix" | "tcp"
     address: str  # the socket path, or the host
     port: int = 0
+    tls: bool = False  # tcp only: serve TLS (client certificates per the daemon's flags)
 
 
-def parse_host(text: str, *, tls_verify: bool) -> Listener:
-    """A `-H` value as dockerd reads it; refuses what would expose root to the network."""
+def parse_host(text: str, *, tls_verify: bool, tls: bool = False) -> Listener:
+    """A `-H` value as dockerd reads it; refuses what would expose root to the network.
+
+    Plain TCP stays allowed on loopback (dockerd allows it with a warning): only local users
+    reach it, as with a socket whose mode would be 0666, so it is refused off loopback only.
+    """
     if text.startswith("/"):
         text = "unix://" + text
     parts = urlsplit(text)
@@ -1096,21 +1315,19 @@ def parse_host(text: str, *, tls_verify: bool) -> Listener:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
-        if tls_verify:
-            raise ListenerError(f"{text}: TLS listeners (--tlsverify) are not implemented yet")
-        if not loopback:
+        if not loopback and not tls_verify:
             raise ListenerError(
                 f"refusing to listen on {text} without --tlsverify: anyone who can reach "
                 "it would control this host as root (use a unix socket or a loopback address)"
             )
-        return Listener("tcp", host, parts.port)
+        return Listener("tcp", host, parts.port, tls=tls or tls_verify)
     raise ListenerError(f"unsupported -H address {text!r}: use unix:///path or tcp://host:port")
 
 
 def bind_listener(listener: Listener) -> socket.socket:
     if listener.kind == "tcp":
-        sock = socket.create_server((listener.address, listener.port), reuse_port=False)
-        return sock
+        family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
+        return socket.create_server((listener.address, listener.port), family=family)
     path = Path(listener.address)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     if path.is_socket():
@@ -1130,6 +1347,23 @@ def bind_listener(listener: Listener) -> socket.socket:
     return sock
 
 
+def server_tls_context(config: DaemonConfig) -> ssl.SSLContext:
+    """The tcp listeners' TLS context: mutual TLS with `--tlsverify`, else server-only.
+
+    Raises `TlsConfigError` naming the file that is missing, unreadable or mismatched.
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        raise ListenerError("TLS listeners need --tlscert and --tlskey")
+    if config.tls_verify and config.tls_ca_cert is None:
+        raise ListenerError("--tlsverify needs --tlscacert to verify client certificates")
+    return server_context(
+        config.tls_cert,
+        config.tls_key,
+        # A CA file makes the context require and verify client certificates.
+        trusted_ca_file=config.tls_ca_cert if config.tls_verify else None,
+    )
+
+
 # --- the daemon -----------------------------------------------------------------------------
 
 
@@ -1146,7 +1380,12 @@ class Daemon:
         from dockyard.engine.api.routes import DockerApi
         from dockyard.http.server import HttpServer
 
-        listeners = [parse_host(h, tls_verify=self.config.tls_verify) for h in self.config.hosts]
+        listeners = [
+            parse_host(h, tls_verify=self.config.tls_verify, tls=self.config.tls)
+            for h in self.config.hosts
+        ]
+        # Built before anything is touched: a bad certificate stops the start here.
+        tls_context = server_tls_context(self.config) if any(x.tls for x in listeners) else None
         layout = Layout(self.config.data_root, self.config.exec_root)
         layout.create()
         runc = Runc(layout.runc_root, self.config.runc_binary)
@@ -1155,14 +1394,18 @@ class Daemon:
         self.engine = engine
         await engine.recover()
         api = DockerApi(engine, labels=self.config.labels)
-        server = HttpServer(api, server_header=f"Dockyard/{__version__} (linux)")
+        server = HttpServer(
+            api,
+            server_header=f"Dockyard/{__version__} (linux)",
+            max_body_bytes=API_MAX_BODY_BYTES,
+        )
         try:
             for listener in listeners:
                 sock = bind_listener(listener)
                 self.sockets.append(sock)
                 if listener.kind == "unix":
                     self.unix_paths.append(Path(listener.address))
-                await server.listen(sock=sock)
+                await server.listen(sock=sock, ssl_context=tls_context if listener.tls else None)
                 logger.info("API listening on %s", listener)
             await stop.wait()
         finally:
@@ -1195,4 +1438,5 @@ __all__ = [
     "ListenerError",
     "parse_host",
     "serve_forever",
+    "server_tls_context",
 ]

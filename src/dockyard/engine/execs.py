@@ -50,6 +50,8 @@ READ_CHUNK_BYTES = 65536
 PID_FILE_POLL_S = 0.005
 
 Sink = Callable[[str, bytes], Awaitable[None]]
+# (container ID, action, extra attributes): the engine's container event (events.py).
+EmitFn = Callable[[str, str, Mapping[str, str] | None], None]
 
 
 @dataclass(eq=False)
@@ -87,6 +89,7 @@ class ExecDriver:
     bundle_dir: Callable[[str], Path]
     rootfs_dir: Callable[[str], Path]
     new_id: Callable[[], str]
+    emit: EmitFn | None = None
     _by_id: dict[str, ExecInstance] = field(default_factory=dict)
 
     # -- instances ------------------------------------------------------------------------
@@ -134,7 +137,16 @@ class ExecDriver:
         self._trim(record.id)
         inst = ExecInstance(self.new_id(), record.id, config)
         self._by_id[inst.id] = inst
+        self._event(inst, "exec_create")
         return inst
+
+    def _event(self, inst: ExecInstance, kind: str, extra: Mapping[str, str] | None = None) -> None:
+        # moby daemon/exec.go: the action names the command (`exec_start: sh -c true`).
+        if self.emit is not None:
+            action = f"{kind}: {inst.config.cmd[0]} {' '.join(inst.config.cmd[1:])}"
+            if kind == "exec_die":
+                action = kind
+            self.emit(inst.container_id, action, {"execID": inst.id, **(extra or {})})
 
     def _trim(self, cid: str) -> None:
         mine = [i for i in self._by_id.values() if i.container_id == cid]
@@ -168,6 +180,7 @@ class ExecDriver:
         process = self._process(inst)
         inst.started = inst.running = True
         inst.pid_file = state_dir / "pid"
+        self._event(inst, "exec_start")
         return process
 
     # -- start ----------------------------------------------------------------------------
@@ -236,6 +249,7 @@ class ExecDriver:
             inst.running = False
             if inst.exit_code is None:
                 inst.exit_code = xp.EXIT_CANNOT_EXECUTE
+            self._event(inst, "exec_die", {"exitCode": str(inst.exit_code)})
             for fd in (inst.master_fd, inst.stdin_fd):
                 if fd >= 0:
                     os.close(fd)

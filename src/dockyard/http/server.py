@@ -60,7 +60,8 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable
+from asyncio import sslproto
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -1047,6 +1048,46 @@ class _HttpConnection(asyncio.Protocol):
             self._transport.abort()
 
 
+class _HalfCloseTlsProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, except that a client's close_notify is a half-close.
+
+    asyncio answers a peer's close_notify by shutting the whole connection down, whatever
+    `eof_received` returns. Go's `tls.Conn.CloseWrite` sends close_notify and keeps reading:
+    the docker CLI does so right after an attach or exec request without stdin, and waits
+    for the output. Go's servers keep writing then, and so must we: when the application
+    protocol keeps the connection open (a hijacked stream), the shutdown waits until it
+    closes its transport. Relies on CPython's sslproto (3.11+), which `listen` checks.
+    """
+
+    _keep_open = False
+
+    def _call_eof_received(self) -> None:
+        state: Any = self._app_state  # type: ignore[has-type]
+        if state == sslproto.AppProtocolState.STATE_CON_MADE:
+            self._app_state = sslproto.AppProtocolState.STATE_EOF
+            app: Any = self._app_protocol
+            try:
+                self._keep_open = bool(app.eof_received())
+            except Exception as exc:
+                self._fatal_error(exc, "Error calling eof_received()")
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            # Send OpenSSL's alert (e.g. "certificate required") before the connection is
+            # dropped, so the client can say why, as it would with Go's server.
+            with contextlib.suppress(Exception):
+                self._process_outgoing()  # type: ignore[attr-defined]
+        super()._on_handshake_complete(handshake_exc)
+
+    def _start_shutdown(self) -> None:
+        app_transport = self._app_transport
+        # The application closing its transport marks it closed before calling us; the
+        # read side reaching close_notify does not.
+        if self._keep_open and app_transport is not None and not app_transport._closed:
+            return
+        super()._start_shutdown()
+
+
 class HttpServer:
     """Serves one `Handler` on any number of listening sockets; `close()` stops them all.
 
@@ -1102,18 +1143,31 @@ class HttpServer:
             raise RuntimeError("server is closed")
         loop = asyncio.get_running_loop()
         context = ssl_context if ssl_context is not None else self._ssl_context
+        factory: Callable[[], asyncio.BaseProtocol] = self._make_connection
+        if context is not None and isinstance(loop, asyncio.BaseEventLoop):
+            # TLS with half-close for hijacked streams (_HalfCloseTlsProtocol); other loops
+            # (uvloop) keep their own TLS.
+            tls_context = context
+            context = None
+
+            def factory() -> asyncio.BaseProtocol:
+                # No waiter: handshake failures end the connection, as loop's own TLS does.
+                return _HalfCloseTlsProtocol(
+                    loop,
+                    self._make_connection(),
+                    tls_context,
+                    None,  # type: ignore[arg-type]
+                    server_side=True,
+                )
+
         if sock is not None:
             if host is not None or port is not None:
                 raise ValueError("pass either host/port or sock, not both")
-            server = await loop.create_server(
-                self._make_connection, sock=sock, ssl=context, backlog=backlog
-            )
+            server = await loop.create_server(factory, sock=sock, ssl=context, backlog=backlog)
         else:
             if port is None:
                 raise ValueError("pass a port (0 for any) or a bound sock")
-            server = await loop.create_server(
-                self._make_connection, host, port, ssl=context, backlog=backlog
-            )
+            server = await loop.create_server(factory, host, port, ssl=context, backlog=backlog)
         self._servers.append(server)
         return server
 

@@ -198,7 +198,7 @@ def test_resources_mapping() -> None:
         ),
         (
             Resources(nano_cpus=5 * 10**9),
-            "range of CPUs is from 0.01 to 4.00, as there are only 4 CPUs available",
+            "Range of CPUs is from 0.01 to 4.00, as there are only 4 CPUs available",
         ),
         (Resources(cpu_quota=500), "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
         (Resources(blkio_weight=5), "Range of blkio weight is from 10 to 1000"),

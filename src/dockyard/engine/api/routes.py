@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from dockyard import __version__
+from dockyard.engine.api.archive_routes import ArchiveRoutes
+from dockyard.engine.api.events_routes import EventRoutes
+from dockyard.engine.api.image_routes import ImageRoutes
 from dockyard.engine.api.router import (
     JSON,
     NO_CACHE,
@@ -53,6 +54,8 @@ from dockyard.engine.api.router import (
     route,
     unix_s,
 )
+from dockyard.engine.api.stats_routes import StatsRoutes
+from dockyard.engine.api.update_routes import UpdateRoutes
 from dockyard.engine.api.versions import (
     API_VERSION,
     MIN_API_VERSION,
@@ -60,7 +63,6 @@ from dockyard.engine.api.versions import (
     split_version,
 )
 from dockyard.engine.containers import (
-    ZERO_TIME,
     Conflict,
     ContainerRecord,
     EngineError,
@@ -72,13 +74,20 @@ from dockyard.engine.containers import (
 from dockyard.engine.daemon import NETWORK_WARNING, AttachSession, Engine
 from dockyard.engine.execs import ExecDriver, ExecInstance, write_all
 from dockyard.engine.images.model import InvalidReference
-from dockyard.engine.images.store import ImageNotFound, ImageRecord
+from dockyard.engine.images.store import ImageNotFound
 from dockyard.engine.model.attach import (
     FRAME_HEADER_BYTES,
     DetachMatcher,
     InvalidDetachKeys,
     parse_detach_keys,
     parse_frame_header,
+)
+from dockyard.engine.model.filters import (
+    FilterArgs,
+    PsQuery,
+    parse_unix_timestamp,
+    select_containers,
+    validate_ps_filters,
 )
 from dockyard.http.types import (
     HijackedStream,
@@ -91,7 +100,7 @@ from dockyard.http.types import (
 logger = logging.getLogger(__name__)
 
 
-class DockerApi:
+class DockerApi(ImageRoutes, EventRoutes, UpdateRoutes, ArchiveRoutes, StatsRoutes):
     """The `Handler` the daemon's HTTP server calls."""
 
     def __init__(self, engine: Engine, *, labels: tuple[str, ...] = ()) -> None:
@@ -228,7 +237,7 @@ class DockerApi:
                 "LoggingDriver": "json-file",
                 "CgroupDriver": "cgroupfs",
                 "CgroupVersion": str(host.facts.cgroup_version),
-                "NEventsListener": 0,
+                "NEventsListener": engine.events.subscriber_count,
                 "KernelVersion": host.kernel_version,
                 "OperatingSystem": host.operating_system,
                 "OSVersion": host.os_version,
@@ -274,74 +283,6 @@ class DockerApi:
             },
         )
 
-    # -- images ----------------------------------------------------------------------------
-
-    def _image_size(self, image: ImageRecord) -> int:
-        return sum(self.engine.images.get_layer(c).size_bytes for c in image.chain_ids)
-
-    @route("GET", "/images/json")
-    async def images_list(self, call: Call) -> Reply:
-        out = []
-        for image in self.engine.images.list():
-            size = self._image_size(image)
-            labels = image.config.config.labels if image.config.config else None
-            out.append(
-                {
-                    "Containers": -1,
-                    "Created": unix_s(image.config.created),
-                    "Id": image.id,
-                    "Labels": dict(labels) if labels is not None else None,
-                    "ParentId": "",
-                    "RepoDigests": [],
-                    "RepoTags": list(image.references),
-                    "SharedSize": -1,
-                    "Size": size,
-                    "VirtualSize": size,
-                }
-            )
-        return json_reply(200, out)
-
-    @route("GET", "/images/(?P<name>.+)/json")
-    async def image_inspect(self, call: Call) -> Reply:
-        image = self.engine.images.get(call.params["name"])
-        config = image.config
-        size = self._image_size(image)
-        return json_reply(
-            200,
-            {
-                "Id": image.id,
-                "RepoTags": list(image.references),
-                "RepoDigests": [],
-                "Parent": "",
-                "Comment": config.comment,
-                "Created": config.created or ZERO_TIME,
-                "DockerVersion": "",
-                "Author": config.author,
-                "Config": config.config.to_wire() if config.config else None,
-                "Architecture": config.architecture,
-                "Variant": config.variant or None,
-                "Os": config.os,
-                "Size": size,
-                "VirtualSize": size,
-                "GraphDriver": {"Name": "overlayfs", "Data": None},
-                "RootFS": {"Type": "layers", "Layers": list(config.rootfs.diff_ids)},
-                "Metadata": {"LastTagTime": ZERO_TIME},
-            },
-        )
-
-    @route("POST", "/images/create")
-    async def image_create(self, call: Call) -> Reply:
-        # No registry client yet. 404 with Docker's phrase makes docker-py raise
-        # ImageNotFound and the CLI print it (api-surface.md §8, pull).
-        name = call.arg("fromImage") or call.arg("fromSrc")
-        if call.arg("fromSrc"):
-            raise InvalidArgument("importing images is not implemented yet")
-        familiar = name.removeprefix("docker.io/").removeprefix("library/")
-        raise NotFound(
-            f"pull access denied for {familiar}, repository does not exist or may require "
-            "'docker login': dockyard has no registry client yet"
-        )
-
     # -- containers --------------------------------------------------------------------------
 
     @route("POST", "/containers/create")
@@ -354,22 +295,36 @@ class DockerApi:
 
     @route("GET", "/containers/json")
     async def container_list(self, call: Call) -> Reply:
-        show_all = call.flag("all")
-        filters = _parse_filters(call.arg("filters"))
-        limit = int(call.arg("limit", "-1") or "-1")
+        filters = FilterArgs.parse(call.arg("filters"))
+        exited = validate_ps_filters(filters)
+        try:
+            limit = int(call.arg("limit", "-1") or "-1")
+        except ValueError:
+            raise InvalidArgument(f"invalid value for limit: {call.arg('limit')}") from None
+        containers, images = self.engine.containers, self.engine.images
+        # moby foldFilter: `before`/`since` name containers (404 if unknown); `ancestor`
+        # images that do not exist are skipped.
+        before = [containers.resolve(v).id for v in filters.get("before")]
+        since = [containers.resolve(v).id for v in filters.get("since")]
+        ancestors: frozenset[str] | None = None
+        if filters.contains("ancestor"):
+            found = set()
+            for ref in filters.get("ancestor"):
+                with contextlib.suppress(ImageNotFound, InvalidReference):
+                    found.add(images.get(ref).id)
+            ancestors = frozenset(found)
+        query = PsQuery(
+            filters=filters,
+            all=call.flag("all"),
+            limit=limit,
+            exited=exited,
+            before_id=before[-1] if before else None,
+            since_id=since[-1] if since else None,
+            ancestor_ids=ancestors,
+        )
         now_ns = time.time_ns()
-        out = []
-        for record in self.engine.containers:
-            # Docker lists a restarting container as running (State.Running is true).
-            live = record.state.running or record.state.restarting
-            if not show_all and not live and "status" not in filters:
-                continue
-            if not _matches(record, filters):
-                continue
-            out.append(self._summary(record, now_ns))
-        if limit > 0:
-            out = out[:limit]
-        return json_reply(200, out)
+        records = select_containers(list(containers), query)
+        return json_reply(200, [self._summary(r, now_ns) for r in records])
 
     def _summary(self, record: ContainerRecord, now_ns: int) -> dict[str, Any]:
         return {
@@ -411,6 +366,8 @@ class DockerApi:
                     "Error": state.error,
                     "StartedAt": state.started_at,
                     "FinishedAt": state.finished_at,
+                    # omitempty: only containers with a healthcheck have it.
+                    **({"Health": state.health.to_wire()} if state.health is not None else {}),
                 },
                 "Image": record.image_id,
                 "ResolvConfPath": "",
@@ -452,6 +409,28 @@ class DockerApi:
         except ValueError:
             raise InvalidArgument(f"invalid value for t: {text}") from None
         await self.engine.stop(call.params["id"], timeout_s)
+        return Response(204, trusted_headers=TRUSTED_HEADERS)
+
+    @route("POST", "/containers/(?P<id>[^/]+)/restart")
+    async def container_restart(self, call: Call) -> Reply:
+        # moby daemon/restart.go: stop if running (with the stop timeout), then start; any
+        # failure after the lookup is wrapped as "Cannot restart container <ref>: <err>" (500).
+        ref = call.params["id"]
+        text = call.arg("t")
+        try:
+            timeout_s = int(text) if text else None
+        except ValueError:
+            raise InvalidArgument(f"invalid value for t: {text}") from None
+        record = self.engine.containers.resolve(ref)
+        try:
+            with contextlib.suppress(NotModified):
+                await self.engine.stop(record.id, timeout_s)
+            await self.engine.start(record.id)
+        except (NotFound, ImageNotFound):
+            raise
+        except EngineError as e:
+            raise EngineError(f"Cannot restart container {ref}: {e}") from None
+        self.engine.emit_container_event(record.id, "restart")
         return Response(204, trusted_headers=TRUSTED_HEADERS)
 
     @route("POST", "/containers/(?P<id>[^/]+)/kill")
@@ -584,12 +563,16 @@ class DockerApi:
             tail = None  # moby: an unparsable tail means all
         if tail is not None and tail < 0:
             tail = None
+        # The CLI sends --since/--until as Unix `seconds.nanoseconds` (moby timetypes).
+        since, until = call.arg("since"), call.arg("until")
         lines = self.engine.logs(
             record,
             streams=streams,
             follow=call.flag("follow"),
             tail=tail,
             timestamps=call.flag("timestamps"),
+            since_ns=parse_unix_timestamp(since) if since else 0,
+            until_ns=parse_unix_timestamp(until) if until else 0,
         )
         tty = record.tty
 
@@ -769,37 +752,3 @@ async def _pump(
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, ConnectionError):
                 logger.error("attach session failed", exc_info=result)
-
-
-def _parse_filters(text: str) -> dict[str, set[str]]:
-    """Both forms clients send: `{"k":{"v":true}}` (CLI) and `{"k":["v"]}` (SDK)."""
-    if not text:
-        return {}
-    try:
-        raw = json.loads(text)
-    except ValueError as e:
-        raise EngineError(str(e)) from None
-    out: dict[str, set[str]] = {}
-    for key, values in (raw or {}).items():
-        if key not in ("id", "name", "status", "label"):
-            raise InvalidArgument(f"Invalid filter '{key}'")
-        out[key] = set(values) if isinstance(values, list) else {k for k, v in values.items() if v}
-    return out
-
-
-def _matches(record: ContainerRecord, filters: Mapping[str, set[str]]) -> bool:
-    if "status" in filters and record.state.wire_status not in filters["status"]:
-        return False
-    if "id" in filters and not any(record.id.startswith(v) for v in filters["id"]):
-        return False
-    if "name" in filters and not any(
-        re.search(v, record.name.lstrip("/")) for v in filters["name"]
-    ):
-        return False
-    if "label" in filters:
-        labels = record.config.get("Labels") or {}
-        for wanted in filters["label"]:
-            key, eq, value = wanted.partition("=")
-            if key not in labels or (eq and labels[key] != value):
-                return False
-    return True

@@ -231,5 +231,12 @@ def unmount(target: Path | str) -> None:
     for _ in range(_UNMOUNT_ATTEMPTS_MAX):
         if not is_mountpoint(target):
             return
-        _run(["umount", "-R", str(target)])
+        try:
+            _run(["umount", "-R", str(target)])
+        except SnapshotError:
+            # Two tasks may unmount the same rootfs (a container's exit and its removal
+            # racing): `not mounted` after our check means the other one won.
+            if not is_mountpoint(target):
+                return
+            raise
     raise SnapshotError(f"still mounted after {_UNMOUNT_ATTEMPTS_MAX} unmounts: {target}")

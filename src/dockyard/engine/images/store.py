@@ -32,12 +32,14 @@ Invariants:
 from __future__ import annotations
 
 import builtins
+import bz2
 import contextlib
 import errno
 import fcntl
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import platform
 import re
@@ -88,6 +90,10 @@ _OPAQUE_MARKER = ".wh..wh..opq"
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _HEX_PREFIX_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
 _GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_MAGIC_BYTES = 6
 _END_BLOCKS_BYTES = 2 * tarfile.BLOCKSIZE
 _TAIL_MAX_BYTES = 256 * 1024
 
@@ -290,17 +296,54 @@ def _clear(path: Path, *, keep_dir: bool) -> None:
         path.unlink()
 
 
+class _Decompressing:
+    """A bzip2/xz reader whose corrupt-data errors (OSError, LZMAError) are LayerErrors,
+    so that only they, not the extraction's own I/O errors, read as a bad layer."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._inner.read(size)
+        except (OSError, lzma.LZMAError) as exc:
+            raise LayerError(f"invalid layer tar: {exc}") from exc
+
+
+def _read_head(stream: IO[bytes], size: int) -> bytes:
+    """The first `size` bytes (fewer only at the end): a pipe may return short reads."""
+    head = b""
+    while len(head) < size:
+        chunk = stream.read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _decompressed(peek: _PeekReader, head: bytes) -> Any:
+    """Docker's DetectCompression: gzip, bzip2 or xz by their magic, else a plain tar."""
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=cast(Any, peek), mode="rb")
+    if head.startswith(_BZIP2_MAGIC):
+        return _Decompressing(bz2.BZ2File(cast(Any, peek), mode="rb"))
+    if head.startswith(_XZ_MAGIC):
+        return _Decompressing(lzma.LZMAFile(cast(Any, peek), mode="rb"))
+    if head.startswith(_ZSTD_MAGIC):
+        raise LayerError("zstd-compressed layers are not supported yet")
+    return peek
+
+
 def extract_layer(stream: IO[bytes], dest: Path, *, is_root: bool | None = None) -> tuple[str, int]:
-    """Extract a (gzip or uncompressed) layer tar into the new directory `dest`.
+    """Extract a (gzip, bzip2, xz or uncompressed) layer tar into the new directory `dest`.
 
     Returns (diff_id, uncompressed size in bytes). `dest` must not exist. On error `dest`
     may hold a partial tree: the caller stages it in `tmp/` and removes it.
     """
     root_user = os.geteuid() == 0 if is_root is None else is_root
-    head = stream.read(2)
+    head = _read_head(stream, _MAGIC_BYTES)
     peek = _PeekReader(stream, head)
-    # Docker's DetectCompression: gzip by its magic, else an uncompressed tar.
-    source: Any = gzip.GzipFile(fileobj=cast(Any, peek), mode="rb") if head == _GZIP_MAGIC else peek
+    source = _decompressed(peek, head)
     hashing = _HashingReader(source)
     os.mkdir(dest, 0o755)
     dir_times: list[tuple[Path, float]] = []

@@ -56,6 +56,7 @@ __all__ = [
     "Ulimit",
     "Unsupported",
     "build_spec",
+    "check_resources",
     "parse_device",
     "validate_sysctl",
 ]
@@ -209,6 +210,13 @@ class HostFacts:
     devices: tuple[DeviceNode, ...] = ()  # device nodes under the host's /dev
     thermal_throttle_cpus: tuple[int, ...] = ()  # CPUs with a thermal_throttle dir
     init_path: str = "/usr/libexec/docker/docker-init"
+    cpus_online: str = ""  # the CPUs a cpuset may name ("0-1"); "" = not checked
+    mems_online: str = ""  # the memory nodes a cpuset may name ("0")
+    blkio_weight: bool = True  # the kernel has blkio.weight (v1) / io.weight (v2)
+    # The daemon's own bounding set: what --privileged and --cap-add ALL grant (newer moby
+    # intersects with it; 20.10 asked for every known capability and runc then failed
+    # with EPERM in a daemon lacking one). None: every known capability.
+    capabilities: tuple[str, ...] | None = None
     systemd_cgroup: bool = False
     running_in_userns: bool = False
     # Namespaces the OCI runtime knows (`runc features`); runc 1.1 has no time namespace.
@@ -419,7 +427,7 @@ def _effective_resources(config: ContainerConfig, host: HostFacts) -> Resources:
     if r.nano_cpus != 0 and (r.nano_cpus < 0 or r.nano_cpus > host.cpu_count * 10**9):
         n = host.cpu_count
         raise InvalidParameter(
-            f"range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
         )
     if r.cpu_period != 0 and not 1000 <= r.cpu_period <= 1000000:
         raise InvalidParameter(
@@ -442,6 +450,11 @@ def _effective_resources(config: ContainerConfig, host: HostFacts) -> Resources:
         pids_limit=r.pids_limit,
         blkio_weight=r.blkio_weight,
     )
+
+
+def check_resources(config: ContainerConfig, host: HostFacts) -> Resources:
+    """Validate ``config.resources`` as dockerd does; the effective values (swap default)."""
+    return _effective_resources(config, host)
 
 
 def _check_modes(config: ContainerConfig) -> None:
@@ -853,6 +866,7 @@ def build_spec(
             config.cap_add,
             config.cap_drop,
             privileged=config.privileged,
+            known=caps.ALL_CAPABILITIES if host.capabilities is None else host.capabilities,
         )
     except caps.CapabilityError as exc:
         raise InvalidParameter(str(exc)) from None

@@ -49,7 +49,13 @@ pipe (`ShimHandle.wait_exit`). A daemon that restarted has no pipe: it opens a p
 `shim.pid` (`pidfd_open`, readable when the shim exits) and falls back to polling
 `exit.json` at a coarse interval only where pidfds are unavailable.
 
-Not done yet: OOM detection (`oom_killed` is always false), exec through the shim.
+OOM: `exit.json` says `oom_killed` when the kernel's OOM killer struck in the container's
+memory cgroup while it ran: the shim compares the cgroup's `oom_kill` counter (v1
+`memory.oom_control`, v2 `memory.events`) after `runc create` and after the init is reaped,
+before `runc delete` removes the cgroup. Like dockerd's (containerd's OOM event), any process
+of the container killed for memory counts, not only the init.
+
+Not done yet: exec through the shim.
 """
 
 from __future__ import annotations

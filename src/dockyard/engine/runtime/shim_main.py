@@ -84,24 +84,84 @@ class ShimOptions:
 
 
 def exit_record(
-    exit_code: int, signal_number: int | None, finished_at: str, error: str | None = None
+    exit_code: int,
+    signal_number: int | None,
+    finished_at: str,
+    error: str | None = None,
+    *,
+    oom_killed: bool = False,
 ) -> dict[str, Any]:
     """The JSON object of `exit.json` (read back by `shim.ExitStatus.from_json`)."""
     return {
         "exit_code": exit_code,
         "signal": signal_number,
-        "oom_killed": False,  # not detected yet
+        "oom_killed": oom_killed,
         "finished_at": finished_at,
         "error": error,
     }
 
 
-def exit_record_from_wait(status: int, finished_at: str) -> dict[str, Any]:
+def exit_record_from_wait(
+    status: int, finished_at: str, *, oom_killed: bool = False
+) -> dict[str, Any]:
     """Map a `waitpid` status to Docker's exit code convention (128+n after signal n)."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return exit_record(128 + sig, sig, finished_at)
-    return exit_record(os.waitstatus_to_exitcode(status), None, finished_at)
+        return exit_record(128 + sig, sig, finished_at, oom_killed=oom_killed)
+    return exit_record(os.waitstatus_to_exitcode(status), None, finished_at, oom_killed=oom_killed)
+
+
+def memory_cgroup_dir(proc_cgroup: str, *, v1_root: str, v2_root: str | None) -> str | None:
+    """The memory cgroup directory of a process, from its /proc/<pid>/cgroup text.
+
+    The v1 memory hierarchy wins on a hybrid host (it holds the limit); otherwise the v2
+    path under `v2_root` (None when the host has no unified hierarchy at the root).
+    """
+    unified: str | None = None
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if "memory" in controllers.split(","):
+            return v1_root + path.rstrip("/")
+        if hierarchy == "0" and not controllers:
+            unified = path
+    if unified is not None and v2_root is not None:
+        return v2_root + unified.rstrip("/")
+    return None
+
+
+def parse_oom_kill(text: str) -> int | None:
+    """The `oom_kill N` counter of memory.oom_control (v1) or memory.events (v2)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def oom_kill_count(cgroup_dir: str | None) -> int | None:
+    """The cgroup's OOM kill counter now; None when it cannot be read (no cgroup, old kernel)."""
+    if cgroup_dir is None:
+        return None
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            with open(os.path.join(cgroup_dir, name)) as f:
+                count = parse_oom_kill(f.read())
+        except OSError:
+            continue
+        if count is not None:
+            return count
+    return None
+
+
+def _container_memory_cgroup(init_pid: int) -> str | None:
+    try:
+        with open(f"/proc/{init_pid}/cgroup") as f:
+            text = f.read()
+    except OSError:
+        return None
+    unified = "/sys/fs/cgroup" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else None
+    return memory_cgroup_dir(text, v1_root="/sys/fs/cgroup/memory", v2_root=unified)
 
 
 def read_pid_file(path: str | os.PathLike[str]) -> int | None:
@@ -444,6 +504,10 @@ def _run(opts: ShimOptions) -> int:
         if init_pid is None:
             delete()
             return fail("runc create wrote no pid file")
+        # Before the start: the container's own code has not run yet, so any OOM kill
+        # counted from here on is the container's.
+        memory_cgroup = _container_memory_cgroup(init_pid)
+        oom_kills_before = oom_kill_count(memory_cgroup)
         resize_fd: int | None = None
         if listener is not None:
             master = _receive_pty_master(listener)
@@ -487,7 +551,13 @@ def _run(opts: ShimOptions) -> int:
         with contextlib.suppress(OSError):
             attach_listener.shutdown(socket.SHUT_RDWR)
         attach_listener.close()
-        record = exit_record_from_wait(status, finished_at)
+        oom_kills_after = oom_kill_count(memory_cgroup)  # the cgroup lives until delete()
+        oom_killed = (
+            oom_kills_before is not None
+            and oom_kills_after is not None
+            and oom_kills_after > oom_kills_before
+        )
+        record = exit_record_from_wait(status, finished_at, oom_killed=oom_killed)
         write_atomic(os.path.join(state_dir, EXIT_FILE), json.dumps(record).encode())
         delete()
         return 0

@@ -9,8 +9,8 @@ b985e2313a86. Invariants:
   and, like Docker, does not de-duplicate an added capability already in the base.
 
 dockerd intersects the known list with the capabilities of its own process
-(`ccaps.Current()`); we assume a daemon holding every capability, which is the normal
-case for a root daemon outside a restricted container.
+(`ccaps.Current()`); :func:`tweak` takes that set as ``known`` (the daemon reads its own
+bounding set; a root daemon in a restricted container may lack some).
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def tweak(
     drop: Iterable[str] = (),
     *,
     privileged: bool = False,
+    known: Iterable[str] = ALL_CAPABILITIES,
 ) -> tuple[str, ...]:
     """Apply ``--cap-add``/``--cap-drop`` to ``base`` as dockerd does.
 
@@ -134,18 +135,20 @@ def tweak(
     # - ALL in drop: exactly the added ones;
     # - otherwise: base minus drop, then add appended in request order.
     # Drops are normalised before adds, so a bad drop is reported first.
+    # ``known`` is what "every capability" means: the daemon's own set (``ccaps.Current``).
     """
     base_caps = tuple(base)
     adds_raw = tuple(add)
     drops_raw = tuple(drop)
+    every = tuple(c for c in ALL_CAPABILITIES if c in frozenset(known))
     if privileged:
-        return ALL_CAPABILITIES
+        return every
     if not adds_raw and not drops_raw:
         return base_caps
     drops = [normalize(c) for c in drops_raw]
     adds = [normalize(c) for c in adds_raw]
     if ALL in adds:
-        return tuple(c for c in ALL_CAPABILITIES if c not in drops)
+        return tuple(c for c in every if c not in drops)
     if ALL in drops:
         return tuple(adds)
     kept = [c for c in base_caps if c not in drops]
