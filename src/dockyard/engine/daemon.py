@@ -116,6 +116,7 @@ from dockyard.engine.runtime.shim import (
     ExitStatus,
     ShimConfig,
     ShimError,
+    ShimZygote,
     attach_socket_path,
     load_exit_status,
     shim_running,
@@ -396,6 +397,8 @@ class Engine:
         self._backoff_ms: dict[str, int] = {}
         self._stopped_by_user: set[str] = set()
         self._closing = False
+        # Forks shims from a warm process (runtime/shim_zygote.py): no Python start per start.
+        self._zygote = ShimZygote()
         self.events = ev.EventBus(time.time_ns)
         self.execs = ExecDriver(
             self._runc,
@@ -532,6 +535,7 @@ class Engine:
         stay recorded (`restarting`) and happen at the next daemon start."""
         self._closing = True
         await self.health.close()
+        await self._zygote.close()
         restarts = list(self._restarts.values())
         for task in restarts:
             task.cancel()
@@ -560,8 +564,8 @@ class Engine:
         """`--rm`: remove a container that is no longer running (moby daemon/monitor.go)."""
         try:
             record = self.containers.get(cid)
-        except EngineError:
-            return  # already removed
+        except KeyError:
+            return  # already removed (`docker rm -f` while the exit was being recorded)
         if not record.host_config.get("AutoRemove") or record.state.running:
             return
         try:
@@ -850,6 +854,7 @@ class Engine:
                             console_size=_console_size(record.host_config),
                         ),
                         attach_fds=[(sock.fileno(), mode) for sock, mode in pending],
+                        zygote=self._zygote,
                     )
                 finally:
                     for sock, _ in pending:
@@ -1010,8 +1015,10 @@ class Engine:
                 await self._await_exit(cid, fut, KILL_WAIT_S)
                 record = self.containers.get(cid)
             await asyncio.to_thread(unmount, self._rootfs(cid))
-            with contextlib.suppress(RuncError):  # the shim deletes it; this covers a crash
-                if cid in {s.id for s in await self._runc.list()}:
+            # The shim deletes the runc container; this covers a shim that crashed. runc
+            # keeps each container's state in <root>/<id>: a stat, not a `runc list`.
+            if (self.layout.runc_root / cid).exists():
+                with contextlib.suppress(RuncError):
                     await self._runc.delete(cid, force=True)
             with contextlib.suppress(SnapshotError):
                 await asyncio.to_thread(self.snapshots.remove, cid)

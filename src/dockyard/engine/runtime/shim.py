@@ -63,7 +63,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,13 +89,14 @@ from dockyard.engine.runtime.shim_main import (
     attach_socket_path,
     frame_output,
     main,
+    pid_file_process_alive,
     read_pid_file,
 )
 
 __all__ = [
     "ATTACH_OUTPUT", "ATTACH_RESIZE", "ATTACH_SOCKET", "ATTACH_STDIN", "DEFAULT_LOG_FILE",
     "EXIT_FILE", "INIT_PID_FILE", "SHIM_LOG_FILE", "SHIM_PID_FILE", "STDIN_FIFO", "STREAM_IDS",
-    "ExitStatus", "ShimConfig", "ShimError", "ShimHandle", "attach_socket_path",
+    "ExitStatus", "ShimConfig", "ShimError", "ShimHandle", "ShimZygote", "attach_socket_path",
     "exit_status_from_wait", "frame_output", "load_exit_status", "main", "read_pid_file",
     "shim_running", "start_shim", "wait_exit",
 ]  # fmt: skip
@@ -106,8 +109,14 @@ _SHIM_BOOT = (
     "from dockyard.engine.runtime.shim_main import main; sys.exit(main())"
 )
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])
+_ZYGOTE_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from dockyard.engine.runtime.shim_zygote import main; sys.exit(main(sys.argv[1:]))"
+)
 
 _MAX_REPORT_BYTES = 64 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 class ShimError(Exception):
@@ -197,13 +206,21 @@ def exit_status_from_wait(status: int, finished_at: str) -> ExitStatus:
 def load_exit_status(state_dir: Path) -> ExitStatus | None:
     try:
         data = json.loads((state_dir / EXIT_FILE).read_text())
+        return ExitStatus.from_json(data)
     except FileNotFoundError:
         return None
-    return ExitStatus.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        # Unsynced runtime state cut short by a machine crash: as if never written.
+        logger.warning("unreadable %s in %s", EXIT_FILE, state_dir)
+        return None
 
 
 def _is_our_shim(pid: int, state_dir: Path) -> bool:
-    """True if `pid` is alive and is the shim of `state_dir` (guards against pid reuse)."""
+    """True if `pid` is alive and is the shim of `state_dir` (guards against pid reuse): by
+    the start time in `shim.pid`, or, for a shim that wrote none, by its command line."""
+    alive = pid_file_process_alive(state_dir / SHIM_PID_FILE)
+    if alive is not None:
+        return alive and read_pid_file(state_dir / SHIM_PID_FILE) == pid
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (FileNotFoundError, ProcessLookupError):
@@ -292,14 +309,115 @@ async def _read_report(fd: int, timeout_s: float) -> dict[str, Any] | None:
     return report
 
 
+class ShimZygote:
+    """The daemon's end of the shim zygote (`shim_zygote.py`): a warm process that forks
+    shims, so a container start does not pay for a Python start-up and the shim's imports.
+
+    Started lazily by the first `launch`; requests are serialized (one exchange at a time
+    on a SOCK_SEQPACKET socket, fds passed with SCM_RIGHTS). Any failure mid-exchange
+    (the zygote died, the caller was cancelled) retires the zygote, since its replies could
+    no longer be matched to requests; the next launch starts a fresh one. `start_shim`
+    falls back to spawning the shim when the zygote cannot serve.
+    """
+
+    def __init__(self, *, python: str = sys.executable) -> None:
+        self._python = python
+        self._sock: socket.socket | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._sock is not None else None
+
+    async def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._python,
+                "-I",
+                "-S",
+                "-c",
+                _ZYGOTE_BOOT,
+                _PACKAGE_PARENT,
+                "--control-fd",
+                str(theirs.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # a Ctrl-C for the daemon is not for it
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        return ours
+
+    def _retire(self) -> None:
+        # EOF on its control socket ends the zygote; its shims are not its children.
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def launch(
+        self,
+        args: Sequence[str],
+        *,
+        stderr_fd: int,
+        report_fd: int,
+        attach_fds: Sequence[tuple[int, str]] = (),
+    ) -> int:
+        """Fork a launcher running the shim with `args`; the launcher's exit code (0 once
+        the shim has double-forked away). Raises ShimError when the zygote cannot serve."""
+        async with self._lock:
+            if self._closed:
+                raise ShimError("the shim zygote is closed")
+            sock = self._sock or await self._start()
+            request = json.dumps(
+                {"args": list(args), "attach_modes": [mode for _, mode in attach_fds]}
+            ).encode()
+            fds = [stderr_fd, report_fd, *(fd for fd, _ in attach_fds)]
+            try:
+                socket.send_fds(sock, [request], fds)
+                reply = await asyncio.get_running_loop().sock_recv(sock, _MAX_REPORT_BYTES)
+                if not reply:
+                    raise ShimError("the shim zygote exited")
+                answer = json.loads(reply)
+            except BaseException as e:
+                self._retire()
+                if isinstance(e, OSError | ValueError):
+                    raise ShimError(f"shim zygote: {e}") from None
+                raise
+            if "error" in answer:
+                raise ShimError(f"shim zygote refused the request: {answer['error']}")
+            return int(answer["exit"])
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        async with self._lock:
+            self._closed = True
+            self._retire()
+            if self._proc is not None and self._proc.returncode is None:
+                try:
+                    await asyncio.wait_for(self._proc.wait(), timeout_s)
+                except TimeoutError:
+                    self._proc.kill()
+                    await self._proc.wait()
+
+
 async def start_shim(
     config: ShimConfig,
     *,
     python: str = sys.executable,
     timeout_s: float = 60.0,
     attach_fds: Sequence[tuple[int, str]] = (),
+    zygote: ShimZygote | None = None,
 ) -> ShimHandle:
-    """Spawn a detached shim; return once the container runs, or raise `RuncError`.
+    """Start a detached shim (forked by `zygote` when given and able, else spawned); return
+    once the container runs, or raise `RuncError`.
 
     The launcher keeps only the read end of the notify pipe; killing the launcher (even
     with SIGKILL) leaves the shim and the container running. `attach_fds` are (socket fd,
@@ -310,28 +428,41 @@ async def start_shim(
     os.set_blocking(read_fd, False)
     try:
         with open(config.state_dir / SHIM_LOG_FILE, "ab") as shim_log:
-            proc = await asyncio.create_subprocess_exec(
-                python,
-                "-I",
-                "-S",
-                "-c",
-                _SHIM_BOOT,
-                _PACKAGE_PARENT,
-                *config.to_argv(),
-                "--report-fd",
-                str(write_fd),
-                *(f"--attach-fd={fd}:{mode}" for fd, mode in attach_fds),
-                "--daemonize",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=shim_log,
-                pass_fds=(write_fd, *(fd for fd, _ in attach_fds)),
-                start_new_session=True,
-            )
+            exit_code: int | None = None
+            if zygote is not None:
+                try:
+                    exit_code = await zygote.launch(
+                        config.to_argv(),
+                        stderr_fd=shim_log.fileno(),
+                        report_fd=write_fd,
+                        attach_fds=attach_fds,
+                    )
+                except ShimError as e:
+                    logger.warning("%s; spawning the shim instead", e)
+            if exit_code is None:
+                proc = await asyncio.create_subprocess_exec(
+                    python,
+                    "-I",
+                    "-S",
+                    "-c",
+                    _SHIM_BOOT,
+                    _PACKAGE_PARENT,
+                    *config.to_argv(),
+                    "--report-fd",
+                    str(write_fd),
+                    *(f"--attach-fd={fd}:{mode}" for fd, mode in attach_fds),
+                    "--daemonize",
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=shim_log,
+                    pass_fds=(write_fd, *(fd for fd, _ in attach_fds)),
+                    start_new_session=True,
+                )
+                exit_code = await proc.wait()
         os.close(write_fd)
         write_fd = -1
-        if await proc.wait() != 0:
-            raise ShimError(f"shim launcher exited with {proc.returncode}")
+        if exit_code != 0:
+            raise ShimError(f"shim launcher exited with {exit_code}")
         report = await _read_report(read_fd, timeout_s)
     except BaseException:
         os.close(read_fd)

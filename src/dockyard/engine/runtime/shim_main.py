@@ -165,30 +165,66 @@ def _container_memory_cgroup(init_pid: int) -> str | None:
 
 
 def read_pid_file(path: str | os.PathLike[str]) -> int | None:
+    """The pid of a pid file (runc's `<pid>`, or the shim's `<pid> <start time>`)."""
+    fields = _pid_file_fields(path)
+    return int(fields[0]) if fields else None
+
+
+def _pid_file_fields(path: str | os.PathLike[str]) -> list[bytes]:
     try:
         with open(path, "rb") as f:
-            text = f.read().strip()
+            return f.read().split()
     except FileNotFoundError:
+        return []
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot.
+    With the pid it names one process for good (a reused pid has a later start). None when
+    there is no such process, or only its zombie (it has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
         return None
-    return int(text) if text else None
+    # The command name (field 2) is parenthesized and may hold spaces: split after it.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) <= 19 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def pid_file_process_alive(path: str | os.PathLike[str]) -> bool | None:
+    """For a `<pid> <start time>` file: whether that very process is alive. None when the
+    file has no start time (then the caller must identify the process another way)."""
+    fields = _pid_file_fields(path)
+    if len(fields) < 2:
+        return None
+    pid = int(fields[0])
+    if process_start_ticks(pid) != int(fields[1]):
+        return False
+    # An exiting process drops its memory (empty cmdline) before it closes its fds: the
+    # shim's notify pipe reads EOF only after this says "gone", never before.
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write `path` via a temp file, fsync and rename, then fsync the directory."""
+    """Write `path` via a temp file and a rename: a reader (a restarting daemon) sees the
+    old file or the whole new one. Not fsynced: the state dir is runtime state (the exec
+    root, /run by default) that does not outlive the machine, and a machine crash ends the
+    containers too; an fsync here cost ~10 ms on every start and exit."""
     parent, name = os.path.split(path)
     tmp = os.path.join(parent, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _set_child_subreaper() -> None:
@@ -678,7 +714,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     os.makedirs(opts.state_dir, exist_ok=True)
-    write_atomic(os.path.join(opts.state_dir, SHIM_PID_FILE), f"{os.getpid()}\n".encode())
+    # With its start time: a shim forked by the zygote shares the zygote's command line, so
+    # the pid and start time are what identify it later (shim.py `_is_our_shim`).
+    pid = os.getpid()
+    identity = f"{pid} {process_start_ticks(pid)}\n"
+    write_atomic(os.path.join(opts.state_dir, SHIM_PID_FILE), identity.encode())
     try:
         _set_child_subreaper()
         return _run(opts)
