@@ -912,9 +912,9 @@ class Engine:
                 await self._await_exit(cid, fut, grace)
             except TimeoutError:
                 fut = self.register_wait(self.containers.get(cid), "not-running")
+                self.emit_container_event(cid, "kill", {"signal": str(int(signal.SIGKILL))})
                 with contextlib.suppress(RuncError):
                     await self._runc.kill(cid, signal.SIGKILL)
-                    self.emit_container_event(cid, "kill", {"signal": str(int(signal.SIGKILL))})
                 await self._await_exit(cid, fut, KILL_WAIT_S)
             self.emit_container_event(cid, "stop")
 
@@ -922,8 +922,10 @@ class Engine:
         """Send `sig`; a paused container is thawed after SIGKILL or its stop signal, which it
         then receives (moby daemon/kill.go killWithSignal)."""
         cid = record.id
-        await self._runc.kill(cid, sig)
+        # Logged before the signal goes out: the container's `die` (from its shim) must not
+        # overtake it, as clients read kill -> die (moby logs it right after the signal).
         self.emit_container_event(cid, "kill", {"signal": str(sig)})
+        await self._runc.kill(cid, sig)
         stop_sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
         if not record.state.paused or sig not in (signal.SIGKILL, stop_sig):
             return
