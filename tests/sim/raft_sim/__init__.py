@@ -1,0 +1,1 @@
+"""A deterministic simulator for `dockyard.raft`: seeded network, disk, crashes; invariants."""

@@ -1,0 +1,201 @@
+"""RaftNode behaviours the scripts do not spell out: the Ready contract, single voters,
+restarts from persisted state, forwarding, snapshot retries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dockyard.raft.core import RaftConfig, RaftNode
+from dockyard.raft.log import RaftInvariantError
+from dockyard.raft.messages import (
+    Entry,
+    HardState,
+    Message,
+    MessageKind,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from dockyard.raft.progress import ProgressState
+
+pytestmark = pytest.mark.unit
+MK = MessageKind
+
+
+def bootstrap(voters: tuple[int, ...]) -> Snapshot:
+    return Snapshot(SnapshotMeta(1, 1, voters))
+
+
+def new_node(node_id: int, voters: tuple[int, ...] = (1, 2, 3), **kw: int | bool) -> RaftNode:
+    config = RaftConfig(node_id=node_id, **kw)  # type: ignore[arg-type]
+    return RaftNode(config, random.Random(node_id), bootstrap(voters), HardState(1, 0, 1))
+
+
+class Net:
+    """Nodes wired together, running the Ready loop until quiet (no faults)."""
+
+    def __init__(self, *nodes: RaftNode) -> None:
+        self.nodes = {n.id: n for n in nodes}
+        self.applied: dict[int, list[Entry]] = {n.id: [] for n in nodes}
+        self.down: set[int] = set()
+
+    def settle(self) -> None:
+        for _ in range(100):
+            busy = False
+            for node in self.nodes.values():
+                if node.id in self.down or not node.has_ready():
+                    continue
+                busy = True
+                rd = node.ready()
+                self.applied[node.id].extend(rd.committed_entries)
+                node.advance(rd)
+                for m in rd.messages:
+                    if m.to not in self.down:
+                        self.nodes[m.to].step(m)
+            if not busy:
+                return
+        raise AssertionError("did not settle")
+
+    def leader(self) -> RaftNode:
+        (leader,) = [n for n in self.nodes.values() if n.role is Role.LEADER]
+        return leader
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(RaftInvariantError):
+        RaftConfig(node_id=0)
+    with pytest.raises(RaftInvariantError):
+        RaftConfig(node_id=1, election_timeout_ticks=3, heartbeat_ticks=3)
+
+
+def test_a_single_voter_leads_commits_and_reads_alone() -> None:
+    node = new_node(1, voters=(1,))
+    node.campaign()
+    assert node.role is Role.LEADER
+    assert node.propose(b"a")
+    node.read_index(b"r")
+    rd = node.ready()
+    assert [e.data for e in rd.committed_entries] == [b"", b"a"]
+    assert [(r.index, r.context) for r in rd.read_states] == [(3, b"r")]
+    assert rd.hard_state == HardState(2, 1, 3)
+    node.advance(rd)
+    assert not node.has_ready()
+
+
+def test_messages_produced_after_ready_survive_advance() -> None:
+    node = new_node(1)
+    node.campaign()
+    rd = node.ready()
+    node.tick()  # more output between ready() and advance()
+    node.step(Message(MK.PRE_VOTE_RESP, to=1, frm=2, term=2))
+    later = list(node.msgs[len(rd.messages) :])
+    node.advance(rd)
+    assert node.msgs == later
+
+
+def test_election_timeouts_are_randomized_within_one_timeout() -> None:
+    timeouts = set()
+    for seed in range(50):
+        node = RaftNode(RaftConfig(1), random.Random(seed), bootstrap((1, 2, 3)))
+        timeouts.add(node.randomized_election_timeout_ticks)
+    assert min(timeouts) >= 10 and max(timeouts) < 20 and len(timeouts) > 5
+
+
+def test_follower_forwards_proposals_and_read_requests_to_the_leader() -> None:
+    net = Net(new_node(1), new_node(2), new_node(3))
+    net.nodes[1].campaign()
+    net.settle()
+    follower = net.nodes[3]
+    assert follower.propose(b"via-3")
+    follower.read_index(b"r3")
+    net.settle()
+    assert [e.data for e in net.applied[1]][-1] == b"via-3"
+    rd = follower.ready()  # read states were drained by settle(); ask again
+    assert rd.read_states == ()
+    assert follower.log.committed == net.nodes[1].log.committed
+
+
+def test_followers_without_a_leader_drop_proposals() -> None:
+    node = new_node(1)
+    assert not node.propose(b"x")
+
+
+def test_restart_rebuilds_from_persisted_state_and_reapplies() -> None:
+    net = Net(new_node(1), new_node(2), new_node(3))
+    net.nodes[1].campaign()
+    net.settle()
+    net.nodes[1].propose(b"a")
+    net.settle()
+    old = net.nodes[2]
+    restarted = RaftNode(
+        old.config,
+        random.Random(9),
+        old.log.snapshot,
+        old.hard_state(),
+        old.log.all_entries(),
+    )
+    assert (restarted.term, restarted.vote, restarted.log.committed) == (2, 1, 3)
+    assert restarted.role is Role.FOLLOWER and restarted.lead == 0
+    rd = restarted.ready()
+    # Applied state is the driver's: it starts over from the snapshot.
+    assert [e.index for e in rd.committed_entries] == [2, 3]
+
+
+def test_a_lost_snapshot_is_retried_after_an_election_timeout() -> None:
+    net = Net(new_node(1), new_node(2), new_node(3))
+    net.nodes[1].campaign()
+    net.settle()
+    net.down.add(3)
+    leader = net.nodes[1]
+    for i in range(3):
+        leader.propose(b"%d" % i)
+    net.settle()
+    leader.compact(Snapshot(SnapshotMeta(4, 2, (1, 2, 3)), b"state@4"))
+    net.down.discard(3)
+    snapshots_sent = 0
+
+    def exchange() -> None:
+        # One heartbeat and the conversation it starts; every MsgSnap is lost.
+        nonlocal snapshots_sent
+        leader.tick()
+        for _ in range(10):
+            for node in net.nodes.values():
+                rd = node.ready()
+                node.advance(rd)
+                for m in rd.messages:
+                    if m.kind is MK.SNAP:
+                        snapshots_sent += 1
+                        continue
+                    net.nodes[m.to].step(m)
+
+    exchange()
+    pr = leader.progress[3]
+    assert (pr.state, snapshots_sent) == (ProgressState.SNAPSHOT, 1)
+    for _ in range(leader.config.election_timeout_ticks - 2):
+        exchange()
+    assert (pr.state, snapshots_sent) == (ProgressState.SNAPSHOT, 1)  # waits, no resend
+    exchange()
+    exchange()
+    assert snapshots_sent == 2  # given up on the first: probed again, sent again
+
+
+def test_report_snapshot_failure_returns_to_probe() -> None:
+    leader = new_node(1)
+    leader.campaign()
+    for m in [Message(MK.PRE_VOTE_RESP, to=1, frm=2, term=2, reject=False)]:
+        leader.step(m)
+    leader.step(Message(MK.VOTE_RESP, to=1, frm=2, term=2))
+    assert leader.role is Role.LEADER
+    leader.progress[3].become_snapshot(7)
+    leader.report_snapshot(3, ok=False)
+    assert leader.progress[3].state is ProgressState.PROBE
+
+
+def test_ready_is_empty_when_nothing_happened() -> None:
+    node = new_node(1)
+    node.advance(node.ready())
+    assert not node.has_ready()
+    assert Ready().is_empty()
