@@ -98,14 +98,9 @@ def register(group: click.Group) -> None:
         tlskey: Path | None,
         log_level: str,
     ) -> None:
-        """Serve the Docker Engine API (a first slice: images, containers' lifecycle, logs)."""
-        from dockyard.engine.daemon import (
-            DaemonConfig,
-            ListenerError,
-            parse_host,
-            serve_forever,
-            server_tls_context,
-        )
+        """Serve the Docker Engine API (unix socket; TCP only on loopback or with TLS)."""
+        from dockyard.engine.daemon import DaemonConfig, serve_forever
+        from dockyard.engine.listeners import ListenerError, parse_host, server_tls_context
         from dockyard.tls.errors import TlsConfigError
 
         level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())

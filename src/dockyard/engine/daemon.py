@@ -1,8 +1,8 @@
 """`dockyard daemon`: the engine's wiring and lifecycle, and the container supervisor.
 
-Role: lay out the data root, detect the host facts dockerd probes (cgroup version, kernel,
-CPUs, memory, runc's namespaces), open the listeners (`-H`), serve the Docker API
-(`dockyard.engine.api.routes`) on them, and stop gracefully on SIGTERM/SIGINT.
+Role: lay out the data root, detect the host facts dockerd probes (`host.py`), open the
+listeners (`-H`, `listeners.py`), serve the Docker API (`dockyard.engine.api.routes`) on
+them, and stop gracefully on SIGTERM/SIGINT.
 `Engine` drives containers through the existing layers: image store → overlay snapshot →
 OCI spec → shim → runc, and learns each container's exit from its shim.
 
@@ -53,33 +53,30 @@ OOM kills are reported by the shim (exit.json `oom_killed`).
 Not yet: networking (every container gets `--network none`, or `host` when asked; /info
 says so in Warnings).
 
-Listeners: unix sockets (root-only), and tcp:// ones. With `--tlsverify` every tcp listener
-speaks TLS and requires a client certificate that chains to `--tlscacert` (the handshake
-refuses anyone else, before HTTP); `--tls` alone is TLS without client certificates, as
-dockerd's. A tcp listener off loopback without `--tlsverify` is refused at start.
+Listeners (listeners.py): unix sockets (root-only), and tcp:// ones. With `--tlsverify`
+every tcp listener speaks TLS and requires a client certificate that chains to
+`--tlscacert` (the handshake refuses anyone else, before HTTP); `--tls` alone is TLS without
+client certificates, as dockerd's. A tcp listener off loopback without `--tlsverify` is
+refused at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import signal
 import socket
-import ssl
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dockyard import __version__
 from dockyard.engine import containers as ct
@@ -94,6 +91,7 @@ from dockyard.engine.containers import (
 )
 from dockyard.engine.execs import ExecDriver
 from dockyard.engine.health import HealthMonitor, healthcheck_entry
+from dockyard.engine.host import HostInfo, detect_host
 from dockyard.engine.images.model import InvalidReference, parse_reference
 from dockyard.engine.images.snapshotter import (
     Mount,
@@ -103,6 +101,12 @@ from dockyard.engine.images.snapshotter import (
     unmount,
 )
 from dockyard.engine.images.store import ImageNotFound, ImageStore, ImageUser
+from dockyard.engine.listeners import (
+    API_MAX_BODY_BYTES,
+    bind_listener,
+    parse_host,
+    server_tls_context,
+)
 from dockyard.engine.model import host_config as hcfg
 from dockyard.engine.model import oci_spec
 from dockyard.engine.model import restart as rp
@@ -123,10 +127,8 @@ from dockyard.engine.runtime.shim import (
     start_shim,
     wait_exit,
 )
-from dockyard.engine.security import capabilities as caps
 from dockyard.engine.security import seccomp
 from dockyard.engine.security.devices import device_nodes, host_devices
-from dockyard.tls.contexts import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +136,6 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = Path("/var/lib/dockyard/engine")
 DEFAULT_EXEC_ROOT = Path("/run/dockyard")
 DEFAULT_STOP_TIMEOUT_S = 10  # moby container/container.go defaultStopTimeout
-# `--init`: Debian docker.io's docker-init (tini), else Debian tini's static build.
-INIT_BINARIES = ("/usr/bin/docker-init", "/usr/bin/tini-static")
 # `logs --follow` re-reads the json-file at this interval while the container runs.
 FOLLOW_POLL_S = 0.1
 # How long a forced remove or SIGKILL waits for the shim to report the exit.
@@ -153,10 +153,6 @@ class AttachSession:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     pending: socket.socket | None = None  # the shim's end, until a start hands it over
-
-
-class ListenerError(Exception):
-    """A `-H` address that cannot or must not be served."""
 
 
 @dataclass(frozen=True)
@@ -201,137 +197,6 @@ class Layout:
     def create(self) -> None:
         for directory in (self.data_root, self.exec_root, self.runc_root, self.shims):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """What /version and /info report, and what the spec builder needs."""
-
-    facts: oci_spec.HostFacts
-    kernel_version: str
-    operating_system: str
-    os_version: str
-    architecture: str  # uname -m, as /info shows it
-    go_arch: str  # amd64, as /version shows it
-    ncpu: int
-    mem_total_bytes: int
-    hostname: str
-    runc_version: str
-    engine_id: str
-
-
-def _os_release() -> tuple[str, str]:
-    fields: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            key, _, value = line.partition("=")
-            fields[key] = value.strip().strip('"')
-    return fields.get("PRETTY_NAME", "Linux"), fields.get("VERSION_ID", "")
-
-
-def _mem_total_bytes() -> int:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-async def _runc_version(binary: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        binary, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    out, _ = await proc.communicate()
-    first = out.decode(errors="replace").splitlines()[:1]
-    return first[0].removeprefix("runc version ").strip() if first else ""
-
-
-def _engine_id(data_root: Path) -> str:
-    path = data_root / "engine-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        value = str(uuid.uuid4())
-        tmp = path.with_name(".engine-id.tmp")
-        tmp.write_text(value + "\n")
-        os.rename(tmp, path)
-        return value
-
-
-def _read_first_line(*paths: str) -> str:
-    for path in paths:
-        with contextlib.suppress(OSError):
-            return Path(path).read_text().strip()
-    return ""
-
-
-def _own_capabilities() -> tuple[str, ...] | None:
-    """The daemon's bounding set, by name (moby caps.initCaps intersects with it)."""
-    for line in _read_first_line("/proc/self/status").splitlines():
-        key, _, value = line.partition(":")
-        if key == "CapBnd":
-            mask = int(value.strip(), 16)
-            return tuple(c for bit, c in enumerate(caps.ALL_CAPABILITIES) if mask >> bit & 1)
-    return None
-
-
-def _blkio_weight(cgroup_version: int) -> bool:
-    # moby pkg/sysinfo: blkio.weight in the v1 blkio hierarchy (absent where the kernel
-    # only has BFQ's), the io controller on v2.
-    if cgroup_version == 1:
-        return Path("/sys/fs/cgroup/blkio/blkio.weight").exists()
-    return "io" in _read_first_line("/sys/fs/cgroup/cgroup.controllers").split()
-
-
-async def detect_host(runc: Runc, runc_binary: str, data_root: Path) -> HostInfo:
-    release = os.uname().release
-    numbers = [int(p) for p in release.split("-")[0].split(".")[:2] if p.isdigit()]
-    cpu_count = os.cpu_count() or 1
-    cgroup_version = 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1
-    facts = oci_spec.HostFacts(
-        cgroup_version=cgroup_version,
-        kernel=tuple(numbers) or (0, 0),
-        arch=platform.machine(),
-        # AppArmor stays off: the spec would name a `docker-default` profile that nobody
-        # loaded on this host, and runc would refuse to start.
-        has_apparmor=False,
-        cpu_count=cpu_count,
-        hostname=socket.gethostname(),
-        runtime_namespaces=await runc.namespaces(),
-        init_path=next((p for p in INIT_BINARIES if Path(p).exists()), INIT_BINARIES[0]),
-        cpus_online=_read_first_line(
-            "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
-            "/sys/fs/cgroup/cpuset.cpus.effective",
-            "/sys/devices/system/cpu/online",
-        ),
-        mems_online=_read_first_line(
-            "/sys/fs/cgroup/cpuset/cpuset.effective_mems",
-            "/sys/fs/cgroup/cpuset.mems.effective",
-            "/sys/devices/system/node/online",
-        ),
-        blkio_weight=_blkio_weight(cgroup_version),
-        capabilities=_own_capabilities(),
-    )
-    os_name, os_version = _os_release()
-    return HostInfo(
-        facts=facts,
-        kernel_version=release,
-        operating_system=os_name,
-        os_version=os_version,
-        architecture=platform.machine(),
-        go_arch=_go_arch(platform.machine()),
-        ncpu=cpu_count,
-        mem_total_bytes=_mem_total_bytes(),
-        hostname=socket.gethostname(),
-        runc_version=await _runc_version(runc_binary),
-        engine_id=_engine_id(data_root),
-    )
-
-
-def _go_arch(machine: str) -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
 
 
 def now_rfc3339() -> str:
@@ -1285,94 +1150,6 @@ def _console_size(hc: Mapping[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-# --- listeners ------------------------------------------------------------------------------
-
-# Request bodies are buffered whole by the HTTP server, and `docker import` (later load,
-# build contexts) sends root filesystems: dockerd has no limit. Anyone who can reach the
-# API controls the host as root already, so the cap only guards against accidents; a
-# streamed request body is the real fix.
-API_MAX_BODY_BYTES = 2 * 1024 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Listener:
-    kind: str  # "unix" | "tcp"
-    address: str  # the socket path, or the host
-    port: int = 0
-    tls: bool = False  # tcp only: serve TLS (client certificates per the daemon's flags)
-
-
-def parse_host(text: str, *, tls_verify: bool, tls: bool = False) -> Listener:
-    """A `-H` value as dockerd reads it; refuses what would expose root to the network.
-
-    Plain TCP stays allowed on loopback (dockerd allows it with a warning): only local users
-    reach it, as with a socket whose mode would be 0666, so it is refused off loopback only.
-    """
-    if text.startswith("/"):
-        text = "unix://" + text
-    parts = urlsplit(text)
-    if parts.scheme == "unix":
-        path = parts.path or parts.netloc
-        if not path.startswith("/"):
-            raise ListenerError(f"invalid unix socket address {text!r}: need an absolute path")
-        return Listener("unix", path)
-    if parts.scheme == "tcp":
-        host = parts.hostname or ""
-        if not host or parts.port is None:
-            raise ListenerError(f"invalid tcp address {text!r}: need tcp://host:port")
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback and not tls_verify:
-            raise ListenerError(
-                f"refusing to listen on {text} without --tlsverify: anyone who can reach "
-                "it would control this host as root (use a unix socket or a loopback address)"
-            )
-        return Listener("tcp", host, parts.port, tls=tls or tls_verify)
-    raise ListenerError(f"unsupported -H address {text!r}: use unix:///path or tcp://host:port")
-
-
-def bind_listener(listener: Listener) -> socket.socket:
-    if listener.kind == "tcp":
-        family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
-        return socket.create_server((listener.address, listener.port), family=family)
-    path = Path(listener.address)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if path.is_socket():
-        path.unlink()  # stale, from a daemon that did not stop cleanly
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # The socket is root's only from its first instant: the umask covers bind's mode.
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(1024)
-    return sock
-
-
-def server_tls_context(config: DaemonConfig) -> ssl.SSLContext:
-    """The tcp listeners' TLS context: mutual TLS with `--tlsverify`, else server-only.
-
-    Raises `TlsConfigError` naming the file that is missing, unreadable or mismatched.
-    """
-    if config.tls_cert is None or config.tls_key is None:
-        raise ListenerError("TLS listeners need --tlscert and --tlskey")
-    if config.tls_verify and config.tls_ca_cert is None:
-        raise ListenerError("--tlsverify needs --tlscacert to verify client certificates")
-    return server_context(
-        config.tls_cert,
-        config.tls_key,
-        # A CA file makes the context require and verify client certificates.
-        trusted_ca_file=config.tls_ca_cert if config.tls_verify else None,
-    )
-
-
 # --- the daemon -----------------------------------------------------------------------------
 
 
@@ -1444,8 +1221,5 @@ __all__ = [
     "EngineError",
     "HostInfo",
     "Layout",
-    "ListenerError",
-    "parse_host",
     "serve_forever",
-    "server_tls_context",
 ]

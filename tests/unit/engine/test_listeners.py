@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.engine.daemon import Listener, ListenerError, parse_host
+from dockyard.engine.listeners import Listener, ListenerError, parse_host
 
 
 def test_unix_sockets() -> None:
