@@ -200,6 +200,58 @@ def start_dockyard(
     )
 
 
+@dataclass
+class DockyardCluster:
+    """Members of one `dockyard store serve` cluster, by name. Every process ever started for
+    it (restarts included) is remembered, so `stop_all` stops each one by PID."""
+
+    base_dir: Path
+    members: dict[str, ServerProcess]
+    started: list[ServerProcess] = field(default_factory=list)
+
+    def restart(self, name: str, wait: bool = True) -> ServerProcess:
+        server = restart(self.members[name], wait=wait)
+        self.started.append(server)
+        self.members[name] = server
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def start_dockyard_cluster(
+    base_dir: Path, size: int = 3, extra: Sequence[str] = ()
+) -> Iterator[DockyardCluster]:
+    """Start `size` members on free loopback ports (names m0, m1, ...), each answering
+    /version; the cluster may still be electing. All are killed by PID at the end."""
+    names = [f"m{i}" for i in range(size)]
+    peers = {name: f"http://127.0.0.1:{free_port()}" for name in names}
+    initial = ",".join(f"{name}={url}" for name, url in peers.items())
+    cluster = DockyardCluster(base_dir, {})
+    try:
+        for name in names:
+            url = f"http://127.0.0.1:{free_port()}"
+            data_dir = base_dir / f"dockyard-{name}"
+            argv = dockyard_argv(data_dir, [url], name, peers[name], extra)
+            # Replace the single-member --initial-cluster that dockyard_argv ends with.
+            argv[argv.index("--initial-cluster") + 1] = initial
+            server = _spawn(
+                "dockyard", argv, url, data_dir, base_dir / f"dockyard-{name}.log", wait=False
+            )
+            cluster.started.append(server)
+            cluster.members[name] = server
+        for server in cluster.members.values():
+            try:
+                wait_until_serving(server.url, server.process)
+            except Exception:
+                raise RuntimeError(f"cluster member failed to start:\n{server.log()}") from None
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
 def restart(server: ServerProcess, wait: bool = True) -> ServerProcess:
     """Start the same server again on the same ports and data dir (after stop or kill -9)."""
     log_path = server.log_path or server.data_dir.parent / f"{server.kind}.log"

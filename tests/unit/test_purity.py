@@ -23,6 +23,7 @@ PURE_MODULES = [
     "store/auth.py",
     "http/types.py",
     "store/state.py",
+    "store/cluster/codec.py",
     "engine/api/versions.py",
     "engine/security/capabilities.py",
     "engine/security/seccomp.py",

@@ -83,6 +83,20 @@ def register(group: click.Group) -> None:
         help="Committed entries between snapshots.",
     )
     @click.option(
+        "--heartbeat-interval",
+        type=click.IntRange(1),
+        default=100,
+        show_default=True,
+        help="Time (in milliseconds) of a heartbeat interval (clustered store).",
+    )
+    @click.option(
+        "--election-timeout",
+        type=click.IntRange(1),
+        default=1000,
+        show_default=True,
+        help="Time (in milliseconds) for an election to timeout (clustered store).",
+    )
+    @click.option(
         "--enable-v2",
         default="true",
         hidden=True,
@@ -109,27 +123,48 @@ def register(group: click.Group) -> None:
         client_cert_auth: bool,
         trusted_ca_file: str | None,
         snapshot_count: int,
+        heartbeat_interval: int,
+        election_timeout: int,
         enable_v2: str,
         log_level: str,
     ) -> None:
-        """Serve the etcd v2 keys API (single member; writes are fsynced before they are
-        acknowledged)."""
+        """Serve the etcd v2 keys API: one member, or a Raft-replicated cluster when
+        --initial-cluster names several (writes are fsynced before they are acknowledged)."""
         logging.basicConfig(
             level=log_level.upper().replace("WARN", "WARNING"),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         peer_urls = _urls(initial_advertise_peer_urls or listen_peer_urls)
+        cluster: dict[str, tuple[str, ...]] = {}
         if initial_cluster:
-            members = dict(item.split("=", 1) for item in _urls(initial_cluster) if "=" in item)
-            if len(members) > 1:
-                raise click.ClickException(
-                    "this store serves one member; --initial-cluster with several members "
-                    "needs the replicated store"
-                )
-            if name not in members:
+            # etcd's form: name=url,name=url; a name given twice has several peer URLs.
+            for item in _urls(initial_cluster):
+                member_name, sep, url = item.partition("=")
+                if not sep or not url:
+                    raise click.ClickException(f"--initial-cluster: {item!r} is not name=URL")
+                cluster[member_name] = (*cluster.get(member_name, ()), url)
+            if name not in cluster:
                 raise click.ClickException(
                     f"couldn't find local name {name!r} in the initial cluster configuration"
                 )
+            if len(cluster) > 1:
+                if set(cluster[name]) != set(peer_urls):
+                    raise click.ClickException(
+                        f"--initial-cluster has {name}={','.join(cluster[name])} but "
+                        f"--initial-advertise-peer-urls is {','.join(peer_urls)}"
+                    )
+                if election_timeout < 2 * heartbeat_interval:
+                    raise click.ClickException(
+                        "--election-timeout must be at least twice --heartbeat-interval"
+                    )
+                if (
+                    initial_cluster_state == "existing"
+                    and not ((data_dir or default_data_dir()) / "member" / "raft").exists()
+                ):
+                    raise click.ClickException(
+                        "joining a running cluster (--initial-cluster-state existing) is not "
+                        "supported yet: start every member with --initial-cluster-state new"
+                    )
         # The server's modules load here, not at import, so other commands start fast.
         from dockyard.store.node import StoreDataError
         from dockyard.store.server import ConfigError, ServeConfig
@@ -152,6 +187,9 @@ def register(group: click.Group) -> None:
             client_cert_auth=client_cert_auth,
             trusted_ca_file=trusted_ca_file,
             snapshot_count=snapshot_count,
+            initial_cluster=tuple(cluster.items()) if len(cluster) > 1 else (),
+            heartbeat_interval_ms=heartbeat_interval,
+            election_timeout_ms=election_timeout,
         )
         try:
             run(config)

@@ -6,7 +6,8 @@ reproduces what etcd 3.4's `v2http` package and Go's `net/http` ServeMux do arou
 every response and 200 for any OPTIONS, and the exact headers of the keys API
 (`X-Etcd-Index`, `X-Raft-Index`, `X-Raft-Term`, `X-Etcd-Cluster-Id`).
 
-Must not: change state except through `StoreNode.propose`, or let a bad request raise (every
+Must not: change state except through the node's `propose` (`backend.StoreBackend`: one
+member or a cluster member), or let a bad request raise (every
 error is answered in etcd's format).
 """
 
@@ -30,6 +31,7 @@ from dockyard.http.types import (
 )
 from dockyard.store import commands as c
 from dockyard.store.auth import AuthState
+from dockyard.store.backend import StoreBackend
 from dockyard.store.errors import StoreError, Unauthorized
 from dockyard.store.http_auth import (
     basic_auth_user,
@@ -38,7 +40,7 @@ from dockyard.store.http_auth import (
     keys_auth_key,
     no_auth_response,
 )
-from dockyard.store.node import StoreNode, WatchSink
+from dockyard.store.node import WatchSink
 from dockyard.store.params import (
     FormError,
     KeyRequest,
@@ -114,7 +116,7 @@ def go_duration(ns: int) -> str:
 class V2Api:
     """The request handler for dockyard's store; also the `AuthContext` of `http_auth`."""
 
-    def __init__(self, node: StoreNode, *, client_cert_auth: bool = False) -> None:
+    def __init__(self, node: StoreBackend, *, client_cert_auth: bool = False) -> None:
         self.node = node
         self.client_cert_auth = client_cert_auth
         self.cluster_id_hex = f"{node.cluster_id:x}"
@@ -356,7 +358,8 @@ class V2Api:
                 body = {"members": [self._member_json(i, m) for i, m in members.items()]}
                 return self._json(200, (go_json(body) + "\n").encode())
             if rest == "leader":
-                leader_id = f"{self.node.member_id:x}"
+                lead = self.node.leader_id
+                leader_id = f"{lead:x}" if lead is not None else ""
                 member = members.get(leader_id)
                 if member is None:
                     return self._message(503, "During election")
@@ -376,13 +379,17 @@ class V2Api:
                 return self._message(400, problem)
         if request.method in ("DELETE", "PUT") and rest not in members:
             return self._message(404, f"No such member: {rest}")
-        # A valid change, but membership changes need replication (Raft): a single member
-        # cannot add a peer it cannot reach, nor remove itself and keep serving.
-        return self._message(
-            409,
-            "membership changes need the replicated store; this dockyard store runs a "
-            "single member",
-        )
+        # A valid change, but runtime membership changes are not built yet: a single member
+        # cannot add a peer it cannot reach, and the clustered store does not propose conf
+        # changes yet.
+        if self.node.leader_id == self.node.member_id and len(members) == 1:
+            reason = (
+                "membership changes need the replicated store; this dockyard store runs a "
+                "single member"
+            )
+        else:
+            reason = "membership changes at runtime are not supported by this dockyard store yet"
+        return self._message(409, reason)
 
     def _message(self, status: int, message: str) -> Response:
         # etcd's httptypes.HTTPError.WriteTo: json.Marshal, so no trailing newline.
@@ -407,13 +414,14 @@ class V2Api:
         node = self.node
         now = time.time_ns()
         start = rfc3339_nano(node.start_time_ns)
+        lead = node.leader_id
         body = {
-            "name": node.config.name,
+            "name": node.name,
             "id": f"{node.member_id:x}",
-            "state": "StateLeader",
+            "state": "StateLeader" if node.is_leader else "StateFollower",
             "startTime": start,
             "leaderInfo": {
-                "leader": f"{node.member_id:x}",
+                "leader": f"{lead:x}" if lead is not None else "",
                 "uptime": go_duration(now - node.start_time_ns),
                 "startTime": start,
             },
@@ -429,7 +437,18 @@ class V2Api:
         return Response(200, go_json(body).encode(), JSON, CORS)
 
     def _stats_leader(self, request: Request) -> Response:
-        body = {"leader": f"{self.node.member_id:x}", "followers": {}}
+        if not self.node.is_leader:
+            # etcd 3.4: httptypes.HTTPError, so JSON without a trailing newline.
+            return Response(403, go_json({"message": "not current leader"}).encode(), JSON, CORS)
+        followers: dict[str, Any] = {}
+        for member_id, stats in sorted(self.node.follower_stats().items()):
+            if member_id == self.node.member_id:
+                continue
+            followers[f"{member_id:x}"] = {
+                "latency": _latency_json(stats.latencies_s),
+                "counts": {"fail": stats.fail, "success": stats.success},
+            }
+        body = {"leader": f"{self.node.member_id:x}", "followers": followers}
         return Response(200, go_json(body).encode(), JSON, CORS)
 
     def _metrics(self, request: Request) -> Response:
@@ -440,7 +459,7 @@ class V2Api:
             f"etcd_debugging_store_watchers {tree.watcher_count}",
             "# HELP etcd_server_has_leader Whether or not a leader exists.",
             "# TYPE etcd_server_has_leader gauge",
-            "etcd_server_has_leader 1",
+            f"etcd_server_has_leader {int(self.node.leader_id is not None)}",
             "# HELP etcd_debugging_store_expires_total Total number of expired keys.",
             "# TYPE etcd_debugging_store_expires_total counter",
             f"etcd_debugging_store_expires_total {tree.stats.counts['expireCount']}",
@@ -454,6 +473,27 @@ class V2Api:
             "text/plain; version=0.0.4; charset=utf-8",
             CORS,
         )
+
+
+def _latency_json(latencies_s: list[float]) -> dict[str, float]:
+    """etcd's follower latency stats, in milliseconds, over the recent round trips."""
+    if not latencies_s:
+        return {
+            "current": 0.0,
+            "average": 0.0,
+            "standardDeviation": 0.0,
+            "minimum": 0.0,
+            "maximum": 0.0,
+        }
+    ms = [x * 1000 for x in latencies_s]
+    mean = sum(ms) / len(ms)
+    return {
+        "current": ms[-1],
+        "average": mean,
+        "standardDeviation": (sum((x - mean) ** 2 for x in ms) / len(ms)) ** 0.5,
+        "minimum": min(ms),
+        "maximum": max(ms),
+    }
 
 
 def _json_problem(body: bytes) -> str | None:

@@ -204,6 +204,23 @@ class StoreNode:
     def applied_index(self) -> int:
         return self.state.applied_index
 
+    # One member is always its own leader (the interface `backend.StoreBackend` shares with
+    # the clustered member).
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def leader_id(self) -> int | None:
+        return self.member_id
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def follower_stats(self) -> dict[int, Any]:
+        return {}
+
     def _restore(self, snapshot: Snapshot) -> None:
         self.state = StoreState.from_snapshot_bytes(snapshot.data, snapshot.index)
         self._snapshot_index = snapshot.index

@@ -1,0 +1,187 @@
+"""The clustered member's durable Raft state: its log entries and its hard state, in one file.
+
+Role: what the driver contract says to persist before sending (`Ready.entries`,
+`Ready.hard_state`), and what a restarting member hands back to `RaftNode`. The record
+format is the store WAL's (`wal.py`): `length u32 | crc32c u32 | type u8 | payload`,
+little-endian, after a 24-byte header (magic `DYKDRAFT`, version, reserved, 0):
+
+    type 1  entry       index u64 | term u64 | kind u8 (0 normal, 1 conf change) | data
+    type 2  hard state  term u64 | vote u64 | commit u64
+
+Rules:
+- Records are only appended. An entry whose index is at or below the last one written
+  replaces it and everything after it (Raft §5.3: a follower's conflicting suffix is
+  overwritten), so replay keeps, for each index, the newest record, and drops any later
+  ones from the replaced suffix. The newest hard-state record wins.
+- `save` writes the whole Ready in one `write` and `fdatasync`s before it returns: nothing
+  the Ready carries may be sent before that. The one exception is a Ready whose only
+  change is the commit index (no entries, same term and vote): it is written but not
+  synced, as etcd's raft allows (`MustSync`), since a commit index lost in a crash is
+  learned again from the leader and state is rebuilt from the log.
+- Recovery: a torn tail (an unreadable record with no valid record after it) is cut off, as
+  the store WAL does; damage anywhere else raises `WalCorruption` rather than risking a lost
+  committed entry.
+
+Limits (this first version): one file, never compacted, so the log grows with every write
+and a restart replays it all; snapshots and compaction (`RaftNode.compact`, MsgSnap to a
+member that fell behind the compaction point) are the next step.
+
+Must not: interpret entry data (that is the member's job through `commands.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from crc32c import crc32c
+
+from dockyard.raft.messages import Entry, EntryKind, HardState
+
+# The same frame checks and durable-write helpers as the store WAL: one record format.
+from dockyard.store.wal import (
+    FRAME_BYTES,
+    WalCorruption,
+    WalError,
+    _frame_at,
+    _fsync_directory,
+    _truncate_durably,
+    _valid_frame_after,
+    _write_all,
+)
+
+MAGIC = b"DYKDRAFT"
+VERSION = 1
+_HEADER = struct.Struct("<8sIIQ")
+_FRAME = struct.Struct("<II")
+_ENTRY = struct.Struct("<BQQB")
+_HARD = struct.Struct("<BQQQ")
+TYPE_ENTRY = 1
+TYPE_HARD_STATE = 2
+_KIND_BYTE = {EntryKind.NORMAL: 0, EntryKind.CONF_CHANGE: 1}
+_BYTE_KIND = {b: k for k, b in _KIND_BYTE.items()}
+FILE_NAME = "raft.log"
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    hard_state: HardState | None
+    entries: tuple[Entry, ...]
+
+
+def _frame(body: bytes) -> bytes:
+    return _FRAME.pack(len(body), crc32c(body)) + body
+
+
+class RaftStorage:
+    """Append-only storage of entries and hard states; see the module docstring."""
+
+    def __init__(self, path: Path, fd: int, size: int, last_index: int) -> None:
+        self._path = path
+        self._fd = fd
+        self._size = size
+        self._last_index = last_index
+        self._failure: str | None = None
+        self._synced = HardState()  # term and vote as last written (see `save`)
+
+    @classmethod
+    def open(cls, directory: Path, first_index: int) -> tuple[RaftStorage, Recovered]:
+        """Open (creating) the log; entries must start at `first_index` (after the snapshot)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / FILE_NAME
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            header = _HEADER.pack(MAGIC, VERSION, 0, 0)
+            _write_all(fd, header, 0)
+            os.fsync(fd)
+            _fsync_directory(directory)
+            return cls(path, fd, len(header), first_index - 1), Recovered(None, ())
+        data = path.read_bytes()
+        if len(data) < _HEADER.size or data[:8] != MAGIC:
+            raise WalCorruption(path, 0, "not a dockyard raft log (bad header)")
+        _magic, version, _, _ = _HEADER.unpack_from(data, 0)
+        if version != VERSION:
+            raise WalCorruption(path, 0, f"unsupported raft log version {version}")
+        entries: list[Entry] = []
+        hard: HardState | None = None
+        offset = _HEADER.size
+        while offset < len(data):
+            end, problem = _frame_at(data, offset)
+            if end < 0:
+                following = _valid_frame_after(data, offset)
+                if following is not None:
+                    raise WalCorruption(
+                        path, offset, f"{problem} (a valid record follows at offset {following})"
+                    )
+                _truncate_durably(path, offset)
+                break
+            body = data[offset + FRAME_BYTES : end]
+            if body[0] == TYPE_ENTRY:
+                _, index, term, kind = _ENTRY.unpack_from(body, 0)
+                if kind not in _BYTE_KIND:
+                    raise WalCorruption(path, offset, f"unknown entry kind {kind}")
+                expected_max = (entries[-1].index if entries else first_index - 1) + 1
+                if not first_index <= index <= expected_max:
+                    raise WalCorruption(
+                        path, offset, f"entry {index} does not follow the log (next {expected_max})"
+                    )
+                del entries[index - first_index :]
+                entries.append(Entry(term, index, _BYTE_KIND[kind], body[_ENTRY.size :]))
+            elif body[0] == TYPE_HARD_STATE:
+                _, term, vote, commit = _HARD.unpack_from(body, 0)
+                hard = HardState(term, vote, commit)
+            else:
+                raise WalCorruption(path, offset, f"unknown record type {body[0]}")
+            offset = end
+        fd = os.open(path, os.O_WRONLY)
+        last = entries[-1].index if entries else first_index - 1
+        storage = cls(path, fd, offset, last)
+        if hard is not None:
+            storage._synced = hard
+        return storage, Recovered(hard, tuple(entries))
+
+    @property
+    def last_index(self) -> int:
+        return self._last_index
+
+    def save(self, entries: Sequence[Entry], hard_state: HardState | None) -> None:
+        """Append `entries` (replacing any from the first one's index on) and `hard_state`,
+        then fdatasync, unless only the commit index moved: a lost commit index is learned
+        again from the leader (etcd raft's MustSync), and skipping that fsync halves a
+        leader's fsyncs per write. Raises `WalError` once any write or sync has failed."""
+        if self._failure is not None:
+            raise WalError(f"raft log failed earlier ({self._failure}); restart the member")
+        if not entries and hard_state is None:
+            return
+        buf = bytearray()
+        for e in entries:
+            buf += _frame(_ENTRY.pack(TYPE_ENTRY, e.index, e.term, _KIND_BYTE[e.kind]) + e.data)
+        if hard_state is not None:
+            buf += _frame(
+                _HARD.pack(TYPE_HARD_STATE, hard_state.term, hard_state.vote, hard_state.commit)
+            )
+        must_sync = bool(entries) or (
+            hard_state is not None
+            and (hard_state.term, hard_state.vote) != (self._synced.term, self._synced.vote)
+        )
+        try:
+            _write_all(self._fd, buf, self._size)
+            if must_sync:
+                os.fdatasync(self._fd)
+        except OSError as error:
+            # As the store WAL: after a failed write or fsync the file's state is unknown.
+            self._failure = repr(error)
+            raise WalError(f"raft log write failed: {error}") from error
+        self._size += len(buf)
+        if hard_state is not None:
+            self._synced = hard_state
+        if entries:
+            self._last_index = entries[-1].index
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,223 @@
+"""Peer transport: Raft messages between members over HTTP on the members' peer URLs.
+
+Role: deliver the messages of a `Ready` to their members, and hand the batches other members
+send us to the driver. Sending: `POST /raft` with a batch (`codec.encode_batch`) on one
+keep-alive HTTP/1.1 connection per peer, written by one task per peer that takes everything
+queued for that peer since its last request (so a busy leader sends few, large requests and
+a follower's answers come back in order). Receiving: the member's peer listener routes
+`POST /raft` here; the answer is `204` once the batch is stepped, `400`/`412` for a batch
+this member cannot take.
+
+Rules:
+- Best effort, as Raft expects of its network: a message to a peer that is down, slow or
+  refusing is dropped (the connection is closed and reopened on the next batch). Raft
+  retries on its own (heartbeats, probes, MsgApp resends), so the transport never retries.
+- A queue per peer is bounded (`MAX_QUEUED_MSGS`); when it is full new messages are dropped,
+  so a dead peer costs bounded memory.
+- A dropped or failed `MsgSnap` is reported to the core (`report_snapshot(to, False)`) so the
+  leader probes again instead of waiting forever; a delivered one is reported as done.
+- The transport never sends before the driver hands it messages, and the driver hands them
+  over only after persisting (the Raft driver contract); enqueueing is that hand-over.
+
+Must not: decide anything about Raft, block the event loop, or raise into the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dockyard.http.types import Request, Response
+from dockyard.raft.messages import Message, MessageKind
+from dockyard.store.cluster.codec import CONTENT_TYPE, Batch, CodecError, decode_batch, encode_batch
+
+_log = logging.getLogger(__name__)
+
+MAX_QUEUED_MSGS = 4096
+CONNECT_TIMEOUT_S = 1.0
+REQUEST_TIMEOUT_S = 5.0
+MAX_RESPONSE_HEADER_BYTES = 16 * 1024
+
+
+@dataclass
+class PeerStats:
+    """Counts etcd reports per follower in /v2/stats/leader."""
+
+    success: int = 0
+    fail: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+
+
+class _Peer:
+    def __init__(self, transport: Transport, peer_id: int, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"bad peer URL {url!r}")
+        self.transport = transport
+        self.peer_id = peer_id
+        self.host = parts.hostname
+        self.port = parts.port
+        self.queue: list[Message] = []
+        self.wakeup = asyncio.Event()
+        self.stats = PeerStats()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.was_reachable = True
+
+    def enqueue(self, m: Message) -> None:
+        if len(self.queue) >= MAX_QUEUED_MSGS:
+            self.transport.dropped(m)
+            return
+        self.queue.append(m)
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        while not self.transport.closed:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            batch, self.queue = self.queue, []
+            if not batch:
+                continue
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races the inner call's completion, and a stop would then hang.
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    await self._post(batch)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
+                self._close()
+                self.stats.fail += 1
+                if self.was_reachable:
+                    _log.warning("peer %x unreachable: %r", self.peer_id, e)
+                    self.was_reachable = False
+                for m in batch:
+                    self.transport.dropped(m)
+                continue
+            if not self.was_reachable:
+                _log.info("peer %x reachable again", self.peer_id)
+                self.was_reachable = True
+            self.stats.success += 1
+            latencies = self.stats.latencies_s
+            latencies.append(loop.time() - started)
+            del latencies[:-100]  # a limit on everything: the last 100 round trips
+            for m in batch:
+                if m.kind is MessageKind.SNAP:
+                    self.transport.report_snapshot(m.to, True)
+
+    async def _post(self, batch: list[Message]) -> None:
+        if self.writer is None or self.writer.is_closing():
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None
+        body = encode_batch(
+            Batch(self.transport.cluster_id, self.transport.member_id, tuple(batch))
+        )
+        head = (
+            f"POST /raft HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        writer.write(head + body)
+        await writer.drain()
+        header = await reader.readuntil(b"\r\n\r\n")
+        if len(header) > MAX_RESPONSE_HEADER_BYTES:
+            raise ValueError("response header too large")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        keep_alive = True
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value.strip())
+            elif name == "connection" and value.strip().lower() == "close":
+                keep_alive = False
+        answer = await reader.readexactly(length) if length else b""
+        if not keep_alive:
+            self._close()
+        if status != 204:
+            raise ValueError(f"peer answered {status}: {answer[:200]!r}")
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+class Transport:
+    """One member's peer traffic. `step` is the driver's: it steps a received message."""
+
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        peers: dict[int, str],
+        step: Callable[[Message], None],
+        report_snapshot: Callable[[int, bool], None],
+    ) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self._step = step
+        self._report_snapshot = report_snapshot
+        self._peers = {pid: _Peer(self, pid, url) for pid, url in peers.items()}
+        self.closed = False
+
+    def start(self) -> None:
+        for peer in self._peers.values():
+            peer.task = asyncio.create_task(peer.run(), name=f"raft-peer-{peer.peer_id:x}")
+
+    async def close(self) -> None:
+        self.closed = True  # the peer loops end even if a cancellation is lost
+        tasks = [p.task for p in self._peers.values() if p.task is not None]
+        for peer in self._peers.values():
+            peer.wakeup.set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        for peer in self._peers.values():
+            peer._close()
+
+    def send(self, messages: tuple[Message, ...]) -> None:
+        for m in messages:
+            peer = self._peers.get(m.to)
+            if peer is None:
+                self.dropped(m)  # a member we do not know (yet): Raft will retry
+            else:
+                peer.enqueue(m)
+
+    def dropped(self, m: Message) -> None:
+        if m.kind is MessageKind.SNAP:
+            self.report_snapshot(m.to, False)
+
+    def report_snapshot(self, to: int, ok: bool) -> None:
+        self._report_snapshot(to, ok)
+
+    def stats(self, peer_id: int) -> PeerStats | None:
+        peer = self._peers.get(peer_id)
+        return peer.stats if peer else None
+
+    # --- receiving ------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """The peer listener's handler."""
+        if request.raw_path != "/raft":
+            return Response(404, b"404 page not found\n", "text/plain; charset=utf-8")
+        if request.method != "POST":
+            return Response(405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
+        try:
+            batch = decode_batch(request.body, self.cluster_id)
+        except CodecError as error:
+            status = 412 if "cluster ID mismatch" in str(error) else 400
+            _log.warning("refused a peer batch: %s", error)
+            return Response(status, str(error).encode(), "text/plain; charset=utf-8")
+        for m in batch.messages:
+            if m.to == self.member_id:
+                self._step(m)
+        return Response(204)
