@@ -2,9 +2,10 @@
 
 The corpora live outside the repository, in `shared/testdata/` next to it (see its README):
 `$DOCKYARD_SHARED_TESTDATA` if set, else `shared/testdata` in the repository's directory or
-any directory above it. If they cannot be found the tests FAIL (never skip): a checker that
-silently went unchecked would prove nothing. The file names are listed here, not globbed, so
-that a missing or extra file is noticed too.
+any directory above it, else the project machines' own copy at `/work/shared/testdata` (so a
+clone made anywhere on such a machine finds it). If they cannot be found the tests FAIL
+(never skip): a checker that silently went unchecked would prove nothing. The file names
+are listed here, not globbed, so that a missing or extra file is noticed too.
 
 Timings per file are printed at the end of the module. The whole etcd corpus takes about 0.5 s
 of CPU here and the kv corpus about 0.4 s (the reference: 1.5 s for the etcd corpus); marked
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.sim
 
 ENV_VAR = "DOCKYARD_SHARED_TESTDATA"
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# Where the project's machines (development and CI) keep shared/.
+MACHINE_TESTDATA = Path("/work/shared/testdata")
 ETCD_DIR = "jepsen-etcd-cas-register"
 KV_DIR = "porcupine-kv-append"
 # etcd_095.log is empty (its Jepsen run never started a cluster) and has no expectation.
@@ -44,6 +47,7 @@ _timings_s: dict[str, tuple[int, str, float]] = {}
 def _candidates() -> list[Path]:
     found = [REPO_ROOT / "shared" / "testdata"]
     found += [parent / "shared" / "testdata" for parent in REPO_ROOT.parents]
+    found.append(MACHINE_TESTDATA)
     if os.environ.get(ENV_VAR):
         found.insert(0, Path(os.environ[ENV_VAR]))
     return found
