@@ -82,6 +82,7 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
                 config.initial_cluster_token,
                 config.heartbeat_interval_ms,
                 config.election_timeout_ms,
+                config.snapshot_count,
             )
         )
         start = member.start

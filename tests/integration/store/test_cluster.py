@@ -8,6 +8,7 @@ write applied), never a fixed sleep.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from dockyard.store.cluster.storage import RaftStorage
 from tests.support.servers import DockyardCluster, ServerProcess, start_dockyard_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -283,3 +285,96 @@ def test_sigterm_of_the_leader_hands_leadership_over(cluster: DockyardCluster, p
     new_lead = await_leader(survivors, not_id=lead)
     assert new_lead in ids.values()
     assert put(survivors[0], f"{prefix}/k", "v").status_code == 201
+
+
+SNAPSHOT_COUNT = 50
+
+
+@pytest.fixture
+def snapshotting_cluster(tmp_path: Path) -> Iterator[DockyardCluster]:
+    with start_dockyard_cluster(tmp_path, extra=["--snapshot-count", str(SNAPSHOT_COUNT)]) as c:
+        await_leader(list(c.members.values()))
+        yield c
+
+
+def write_keys(server: ServerProcess, prefix: str, count: int) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for i in range(count):
+            r = client.put(f"/v2/keys{prefix}/k{i:04d}", data={"value": str(i)})
+            assert r.status_code == 201, r.text
+
+
+def keys_under(server: ServerProcess, prefix: str) -> dict[str, str]:
+    r = httpx.get(f"{server.url}/v2/keys{prefix}", params={"recursive": "true"}, timeout=10)
+    if r.status_code != 200:
+        return {}
+    return {n["key"]: n["value"] for n in r.json()["node"].get("nodes", [])}
+
+
+def start_lines(server: ServerProcess) -> list[tuple[int, int]]:
+    """(snapshot index, entries replayed after it) for each start logged by the member."""
+    found = re.findall(r"snapshot at (\d+), (\d+) entries after it", server.log())
+    return [(int(index), int(count)) for index, count in found]
+
+
+def test_a_restarted_member_starts_from_its_snapshot(
+    snapshotting_cluster: DockyardCluster, prefix: str
+) -> None:
+    cluster = snapshotting_cluster
+    ids = member_ids(cluster)
+    lead = await_leader(list(cluster.members.values()))
+    leader = next(s for n, s in cluster.members.items() if ids[n] == lead)
+    name = next(n for n in cluster.members if ids[n] != lead)
+    write_keys(leader, prefix, 300)
+    expected = {f"{prefix}/k{i:04d}": str(i) for i in range(300)}
+    eventually(
+        lambda: True if keys_under(cluster.members[name], prefix) == expected else None,
+        LEADER_DEADLINE_S,
+        "the follower to apply every write",
+    )
+    cluster.members[name].stop()
+    snaps = list((cluster.members[name].data_dir / "member" / "snap").glob("*.snap"))
+    assert snaps, "no snapshot was taken"
+    storage, on_disk = RaftStorage.open(cluster.members[name].data_dir / "member" / "raft", 2)
+    storage.close()
+    restarted = cluster.restart(name)
+    # It starts from a snapshot near the end and replays only the entries after it.
+    snapshot_index, replayed = start_lines(restarted)[-1]
+    assert snapshot_index >= 300 - SNAPSHOT_COUNT
+    assert replayed < SNAPSHOT_COUNT
+    # The log was compacted: it holds at most two snapshot intervals (and the writes of the
+    # Ready in progress then), not the 300+ entries written.
+    assert on_disk.entries[0].index > 300 - 3 * SNAPSHOT_COUNT
+    assert len(on_disk.entries) < 3 * SNAPSHOT_COUNT
+    assert keys_under(restarted, prefix) == expected
+    assert put(restarted, f"{prefix}/after", "x").status_code == 201
+    assert get(restarted, f"{prefix}/after", quorum=True)["node"]["value"] == "x"
+
+
+def test_a_follower_behind_the_compaction_point_catches_up_by_snapshot(
+    snapshotting_cluster: DockyardCluster, prefix: str
+) -> None:
+    cluster = snapshotting_cluster
+    ids = member_ids(cluster)
+    lead = await_leader(list(cluster.members.values()))
+    leader = next(s for n, s in cluster.members.items() if ids[n] == lead)
+    name = next(n for n in cluster.members if ids[n] != lead)
+    cluster.members[name].kill9()
+    write_keys(leader, prefix, 300)  # six snapshot intervals: compacted far past it
+    assert put(leader, f"{prefix}/last", "final").status_code == 201
+    restarted = cluster.restart(name)
+    expected = keys_under(leader, prefix)
+    assert len(expected) == 301
+    eventually(
+        lambda: True if keys_under(restarted, prefix) == expected else None,
+        LEADER_DEADLINE_S,
+        "the restarted follower to catch up",
+    )
+    assert "installed the leader's snapshot" in restarted.log()
+    for server in cluster.members.values():
+        assert keys_under(server, prefix) == expected
+    assert get(restarted, f"{prefix}/last", quorum=True)["node"]["value"] == "final"
+    # And it goes on from there: a write through it, read back everywhere.
+    assert put(restarted, f"{prefix}/next", "n").status_code == 201
+    for server in cluster.members.values():
+        assert get(server, f"{prefix}/next", quorum=True)["node"]["value"] == "n"

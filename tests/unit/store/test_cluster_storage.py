@@ -1,15 +1,26 @@
 """The clustered member's raft log on disk (`store.cluster.storage`): what is saved comes
 back, a replaced suffix stays replaced, a torn tail is cut, damage before the tail refuses
-to start."""
+to start; compaction (`rewrite`) leaves the old or the new log whatever the crash point; a
+cluster snapshot's payload round-trips."""
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import pytest
 
-from dockyard.raft.messages import Entry, EntryKind, HardState
-from dockyard.store.cluster.storage import FILE_NAME, RaftStorage
+from dockyard.raft.messages import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
+from dockyard.store import commands as c
+from dockyard.store.cluster.member import (
+    decode_payload,
+    encode_payload,
+    from_snapshot_file,
+    to_snapshot_file,
+)
+from dockyard.store.cluster.storage import FILE_NAME, TMP_SUFFIX, RaftStorage
+from dockyard.store.snapshot import decode_snapshot, encode_snapshot
+from dockyard.store.state import StoreState
 from dockyard.store.wal import WalCorruption
 
 pytestmark = pytest.mark.unit
@@ -61,3 +72,87 @@ def test_damage_before_the_tail_refuses(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(WalCorruption):
         RaftStorage.open(tmp_path, 2)
+
+
+def test_rewrite_keeps_only_the_suffix_and_the_hard_state(tmp_path: Path) -> None:
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    storage.save(_entries(2, 20, 1), HardState(1, 7, 15))
+    before = (tmp_path / FILE_NAME).stat().st_size
+    storage.rewrite(12, _entries(12, 20, 1))
+    assert storage.last_index == 20
+    storage.save(_entries(21, 22, 2), HardState(2, 0, 21))  # appends go on after a rewrite
+    storage.close()
+    assert (tmp_path / FILE_NAME).stat().st_size < before
+    # The header says where the log starts now; the caller's first index is only a default.
+    _, recovered = RaftStorage.open(tmp_path, 2)
+    assert recovered.hard_state == HardState(2, 0, 21)
+    assert recovered.entries == (*_entries(12, 20, 1), *_entries(21, 22, 2))
+
+
+def test_rewrite_to_an_empty_log_after_a_snapshot(tmp_path: Path) -> None:
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    storage.save(_entries(2, 5, 1), HardState(1, 1, 5))
+    storage.rewrite(101, ())  # a leader's snapshot at 100 replaced everything
+    assert storage.last_index == 100
+    storage.save(_entries(101, 101, 3), HardState(3, 0, 101))
+    storage.close()
+    _, recovered = RaftStorage.open(tmp_path, 2)
+    assert recovered.entries == tuple(_entries(101, 101, 3))
+    assert recovered.hard_state == HardState(3, 0, 101)
+
+
+def _crash_mid_rewrite(tmp_path: Path, tmp_bytes: bytes | None) -> None:
+    """The state a crash leaves before `rewrite`'s rename: the old file, and a `.tmp` that
+    is complete, torn, or (None) not created yet."""
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    storage.save(_entries(2, 10, 1), HardState(1, 1, 8))
+    storage.close()
+    if tmp_bytes is not None:
+        (tmp_path / (FILE_NAME + TMP_SUFFIX)).write_bytes(tmp_bytes)
+
+
+@pytest.mark.parametrize("torn", [None, 0, 10, 60])
+def test_a_crash_before_the_rename_keeps_the_old_log(tmp_path: Path, torn: int | None) -> None:
+    # A complete new file, for a template of what `rewrite` would have written.
+    other = tmp_path / "other"
+    storage, _ = RaftStorage.open(other, 2)
+    storage.save(_entries(2, 10, 1), HardState(1, 1, 8))
+    storage.rewrite(6, _entries(6, 10, 1))
+    storage.close()
+    complete = (other / FILE_NAME).read_bytes()
+    log_dir = tmp_path / "log"
+    _crash_mid_rewrite(log_dir, None if torn is None else complete[:torn])
+    storage, recovered = RaftStorage.open(log_dir, 2)
+    assert recovered.entries == tuple(_entries(2, 10, 1))
+    assert recovered.hard_state == HardState(1, 1, 8)
+    assert not (log_dir / (FILE_NAME + TMP_SUFFIX)).exists()
+    storage.close()
+
+
+def test_a_crash_after_the_rename_has_the_new_log(tmp_path: Path) -> None:
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    storage.save(_entries(2, 10, 1), HardState(1, 1, 8))
+    storage.rewrite(6, _entries(6, 10, 1))
+    # kill -9 right after the rename: the file descriptor is simply dropped.
+    _, recovered = RaftStorage.open(tmp_path, 2)
+    assert recovered.entries == tuple(_entries(6, 10, 1))
+    assert recovered.hard_state == HardState(1, 1, 8)
+    storage.close()
+
+
+def test_a_cluster_snapshot_carries_the_state_the_dedup_table_and_the_voters() -> None:
+    state = StoreState(applied_index=1)
+    for index, key in enumerate(("/a", "/b"), start=2):
+        state.apply_entry(index, c.SetKey(key, key.upper()), 0)
+    dedup: dict[int, tuple[dict[int, None], deque[int]]] = {
+        7: (dict.fromkeys([3, 1, 2]), deque([3, 1, 2]))
+    }
+    raft_snapshot = Snapshot(SnapshotMeta(3, 2, (5, 7, 9)), encode_payload(state, dedup))
+    # Through the snapshot file format and back, as a restart or a MsgSnap does.
+    file = decode_snapshot(encode_snapshot(to_snapshot_file(raft_snapshot)))
+    assert from_snapshot_file(file) == raft_snapshot
+    restored, restored_dedup = decode_payload(raft_snapshot.data, 3)
+    assert restored.applied_index == 3
+    assert restored.to_snapshot_bytes() == state.to_snapshot_bytes()
+    assert {p: list(order) for p, (_, order) in restored_dedup.items()} == {7: [3, 1, 2]}
+    assert set(restored_dedup[7][0]) == {1, 2, 3}

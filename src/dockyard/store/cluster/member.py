@@ -42,9 +42,20 @@ Rules:
   loses its quorum steps down within an election timeout (check-quorum), so a member without
   quorum reports unhealthy.
 
-Limits (this version): no snapshots or log compaction in clustered mode (the raft log grows
-and is replayed on restart); no runtime membership changes; no peer TLS. The fsync runs on
-the event loop, as the single node's does.
+- Snapshots (`_maybe_snapshot`): every `--snapshot-count` applied entries the member writes
+  its applied `StoreState` and the dedup table (`_applied_sequences`, which must travel with
+  the state it describes) as a snapshot file (`store.snapshot`'s format, in member/snap;
+  the payload is `encode_payload`), durably, then compacts the core and the raft log to
+  its *previous* snapshot, so the entries between the two (at least `catch_up_entries`, as
+  etcd keeps 5,000) stay for followers that lag a little. The snapshot the core holds
+  (the compaction point) is the one a follower behind it gets in MsgSnap.
+- A snapshot in a Ready (a MsgSnap from the leader) is written durably first, the raft log
+  is rewritten empty after it, then the state and the dedup table are replaced by its
+  contents, before anything else of that Ready is done.
+- Start-up loads the newest snapshot and replays only the log entries after it.
+
+Limits (this version): no runtime membership changes; no peer TLS. The fsync runs on the
+event loop, as the single node's does, and so does taking a snapshot.
 
 Must not: parse HTTP (that is `http_v2`), do Raft's decisions (that is the core), or send
 anything before it is durable.
@@ -55,8 +66,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import random
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -69,6 +82,7 @@ from dockyard.raft.messages import (
     NONE,
     Entry,
     EntryKind,
+    HardState,
     Message,
     ReadState,
     Ready,
@@ -89,6 +103,8 @@ from dockyard.store.node import (
     cluster_id_for,
     member_id_for,
 )
+from dockyard.store.snapshot import Snapshot as SnapshotFile
+from dockyard.store.snapshot import load_latest_snapshot, save_snapshot
 from dockyard.store.state import StoreState
 from dockyard.store.tree import ApplyResult, Event, KeyTree, Watcher
 from dockyard.store.wal import WalError
@@ -100,6 +116,11 @@ BOOTSTRAP_TERM = 1
 REQUEST_TIMEOUT_BASE_MS = 5_000  # etcd: 5 s + 2 x election timeout before "request timed out"
 TIMED_OUT = "etcdserver: request timed out"
 DEDUP_WINDOW = 100_000  # applied proposals remembered per member, to drop repeats
+SNAPSHOT_COUNT = 100_000  # applied entries between snapshots (etcd 3.4's --snapshot-count)
+# Entries kept behind the compaction point for followers that lag a little (etcd's
+# SnapshotCatchUpEntries); at most --snapshot-count of them, see `_maybe_snapshot`.
+SNAPSHOT_CATCH_UP_ENTRIES = 5_000
+_PAYLOAD_HEAD = struct.Struct("<I")  # length of the JSON metadata that precedes the state
 
 
 @dataclass(frozen=True)
@@ -118,10 +139,13 @@ class ClusterConfig:
     cluster_token: str = "etcd-cluster"
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
+    snapshot_count: int = SNAPSHOT_COUNT
 
     def __post_init__(self) -> None:
         if self.election_timeout_ms < 2 * self.heartbeat_interval_ms:
             raise ValueError("--election-timeout must be at least twice --heartbeat-interval")
+        if self.snapshot_count < 1:
+            raise ValueError("--snapshot-count must be at least 1")
 
     @property
     def peer_urls(self) -> tuple[str, ...]:
@@ -146,6 +170,41 @@ def bootstrap_state(members: dict[int, InitialMember]) -> StoreState:
             "clientURLs": [],
         }
     return state
+
+
+_DedupTable = dict[int, tuple[dict[int, None], deque[int]]]
+
+
+def encode_payload(state: StoreState, dedup: _DedupTable) -> bytes:
+    """A cluster snapshot's data: `len u32 | JSON {"dedup": {proposer: [sequence, ...]}} |
+    StoreState.to_snapshot_bytes()`; sequences oldest first, so the window trims alike."""
+    head = json.dumps(
+        {"dedup": {str(proposer): list(order) for proposer, (_, order) in dedup.items()}}
+    ).encode()
+    return _PAYLOAD_HEAD.pack(len(head)) + head + state.to_snapshot_bytes()
+
+
+def decode_payload(data: bytes, index: int) -> tuple[StoreState, _DedupTable]:
+    (length,) = _PAYLOAD_HEAD.unpack_from(data, 0)
+    head = json.loads(data[_PAYLOAD_HEAD.size : _PAYLOAD_HEAD.size + length])
+    dedup: _DedupTable = {}
+    for proposer, sequences in head["dedup"].items():
+        order = deque(int(s) for s in sequences)
+        dedup[int(proposer)] = (dict.fromkeys(order), order)
+    state = StoreState.from_snapshot_bytes(data[_PAYLOAD_HEAD.size + length :], index)
+    return state, dedup
+
+
+def to_snapshot_file(snapshot: Snapshot) -> SnapshotFile:
+    """The file form of a raft snapshot: the voters go into the data, after a JSON line."""
+    meta = json.dumps({"voters": list(snapshot.meta.voters)}).encode() + b"\n"
+    return SnapshotFile(snapshot.meta.index, snapshot.meta.term, meta + snapshot.data)
+
+
+def from_snapshot_file(file: SnapshotFile) -> Snapshot:
+    meta, _, data = file.data.partition(b"\n")
+    voters = tuple(int(v) for v in json.loads(meta)["voters"])
+    return Snapshot(SnapshotMeta(file.index, file.term, voters), data)
 
 
 @dataclass
@@ -190,7 +249,19 @@ class ClusterMember:
         self._tasks: list[asyncio.Task[None]] = []
         self._published = False
         self._soft_state_changed = asyncio.Event()
-        self._applied_sequences: dict[int, tuple[dict[int, None], deque[int]]] = {}
+        self._applied_sequences: _DedupTable = {}
+        # The newest snapshot taken or received; the core is compacted to the one before.
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def snap_dir(self) -> Path:
+        return self.config.data_dir / "member" / "snap"
+
+    @property
+    def catch_up_entries(self) -> int:
+        # Never more than --snapshot-count, so the previous snapshot is always far enough
+        # behind to compact to.
+        return min(SNAPSHOT_CATCH_UP_ENTRIES, self.config.snapshot_count)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -207,21 +278,39 @@ class ClusterMember:
         storage, recovered = RaftStorage.open(self.raft_dir, BOOTSTRAP_INDEX + 1)
         self._storage = storage
         voters = tuple(sorted(self.members))
-        bootstrap = Snapshot(SnapshotMeta(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, voters))
+        start = Snapshot(SnapshotMeta(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, voters))
+        saved = load_latest_snapshot(self.snap_dir)
+        if saved is not None:
+            start = from_snapshot_file(saved)
+            self.state, self._applied_sequences = decode_payload(start.data, start.meta.index)
+            self._snapshot = start
+        # The log may hold entries at or before the snapshot (the catch-up tail, or all of
+        # them after a crash between saving a snapshot and rewriting the log).
+        entries = tuple(e for e in recovered.entries if e.index > start.meta.index)
+        if entries and entries[0].index != start.meta.index + 1:
+            raise StoreDataError(
+                f"{self.raft_dir}: the raft log starts at {entries[0].index}, after a gap "
+                f"behind the snapshot at {start.meta.index}"
+            )
+        hard_state = recovered.hard_state
+        if hard_state is not None and hard_state.commit < start.meta.index:
+            hard_state = HardState(hard_state.term, hard_state.vote, start.meta.index)
         election_ticks = self.config.election_timeout_ms // self.config.heartbeat_interval_ms
         self.raft = RaftNode(
             RaftConfig(self.member_id, election_timeout_ticks=election_ticks, heartbeat_ticks=1),
             random.Random(),
-            bootstrap,
-            recovered.hard_state,
-            recovered.entries,
+            start,
+            hard_state,
+            entries,
         )
         _log.info(
-            "cluster member %s (%x) of cluster %x: %d entries in the raft log, term %d",
+            "cluster member %s (%x) of cluster %x: snapshot at %d, %d entries after it in the "
+            "raft log, term %d",
             self.config.name,
             self.member_id,
             self.cluster_id,
-            len(recovered.entries),
+            start.meta.index,
+            len(entries),
             self.raft.term,
         )
         peers = {pid: m.peer_urls[0] for pid, m in self.members.items() if pid != self.member_id}
@@ -491,14 +580,11 @@ class ClusterMember:
             self._wakeup.clear()
             while raft.has_ready():
                 rd = raft.ready()
-                if rd.snapshot is not None:
-                    # Members never compact yet, so no leader sends one; refuse rather than
-                    # apply a state this driver cannot persist.
-                    self._fail("etcdserver: received a raft snapshot, not supported yet")
-                    return
                 try:
+                    if rd.snapshot is not None:
+                        self._install_snapshot(rd.snapshot)
                     storage.save(rd.entries, rd.hard_state)
-                except WalError as error:
+                except (WalError, OSError) as error:
                     self._fail(f"etcdserver: raft log write failed: {error}")
                     return
                 transport.send(rd.messages)
@@ -507,6 +593,76 @@ class ClusterMember:
                 if rd.soft_state is not None:
                     self._leader_changed(rd)
                 raft.advance(rd)
+                try:
+                    self._maybe_snapshot()
+                except (WalError, OSError) as error:
+                    self._fail(f"etcdserver: snapshot failed: {error}")
+                    return
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        """A leader's snapshot (MsgSnap): durable first, then the log restarts after it,
+        then the state and the dedup table are replaced (Raft §7)."""
+        assert self._storage is not None
+        try:
+            state, dedup = decode_payload(snapshot.data, snapshot.meta.index)
+        except (ValueError, KeyError, TypeError, struct.error) as error:
+            # Checked before anything is written: the log and the state stay as they were.
+            raise WalError(
+                f"the leader's snapshot at {snapshot.meta.index} does not decode"
+            ) from error
+        save_snapshot(self.snap_dir, to_snapshot_file(snapshot))
+        self._storage.rewrite(snapshot.meta.index + 1, ())
+        _log.info(
+            "member %x: installed the leader's snapshot at %d (term %d)",
+            self.member_id,
+            snapshot.meta.index,
+            snapshot.meta.term,
+        )
+        old_tree = self.state.tree
+        self.state, self._applied_sequences = state, dedup
+        self._snapshot = snapshot
+        # Watchers registered on the old tree would never fire again: end them as an
+        # overflowed watch ends (the stream closes), so clients watch again.
+        for bucket in list(old_tree.watchers.values()):
+            for watcher in list(bucket):
+                old_tree.remove_watcher(watcher)
+                sink = watcher.sink
+                if isinstance(sink, WatchSink):
+                    sink.overflowed = True
+                    sink._wake()
+        self._release_reads()
+
+    def _maybe_snapshot(self) -> None:
+        """Every --snapshot-count applied entries: save a snapshot of the applied state,
+        then compact the core and the raft log to the previous one (see the module
+        docstring); both only after the new snapshot is durable."""
+        raft = self.raft
+        storage = self._storage
+        assert raft is not None and storage is not None
+        applied = self.state.applied_index
+        last = self._snapshot.meta.index if self._snapshot is not None else BOOTSTRAP_INDEX
+        if applied - last < self.config.snapshot_count:
+            return
+        term = raft.log.term(applied)
+        if term is None:
+            return  # not in the log (just restored from a snapshot): nothing to take
+        snapshot = Snapshot(
+            SnapshotMeta(applied, term, tuple(sorted(raft.voters))),
+            encode_payload(self.state, self._applied_sequences),
+        )
+        save_snapshot(self.snap_dir, to_snapshot_file(snapshot))
+        previous = self._snapshot
+        self._snapshot = snapshot
+        if previous is None or previous.meta.index > applied - self.catch_up_entries:
+            return
+        raft.compact(previous)
+        storage.rewrite(previous.meta.index + 1, raft.log.all_entries())
+        _log.info(
+            "member %x: snapshot at %d; raft log compacted to %d",
+            self.member_id,
+            applied,
+            previous.meta.index,
+        )
 
     def _leader_changed(self, rd: Ready) -> None:
         assert rd.soft_state is not None
@@ -579,7 +735,7 @@ class ClusterMember:
         Derived from the log alone (every member applies the same entries in the same order,
         and a restart replays them), so every member decides alike. Bounded: a proposal is
         repeated only within its deadline, long before `DEDUP_WINDOW` later proposals of the
-        same member have been applied. (Once snapshots exist, this belongs in them.)
+        same member have been applied. Snapshots carry it (`encode_payload`).
         """
         seen = self._applied_sequences.get(proposer)
         if seen is None:

@@ -22,9 +22,13 @@ Rules:
   the store WAL does; damage anywhere else raises `WalCorruption` rather than risking a lost
   committed entry.
 
-Limits (this first version): one file, never compacted, so the log grows with every write
-and a restart replays it all; snapshots and compaction (`RaftNode.compact`, MsgSnap to a
-member that fell behind the compaction point) are the next step.
+Compaction (`rewrite`): once the member has a durable snapshot, the entries it covers
+(but a catch-up tail) are dropped by writing a new file holding only the kept entries and
+the hard state, with the index of its first entry in the header's last field (0 in a file
+never rewritten: its entries start where the caller says), fsyncing it, renaming it over
+the old one and fsyncing the directory. A crash before the rename leaves the old file (and
+a `.tmp` that `open` removes); after it, the new one: either is a startable log, since the
+snapshot was made durable first.
 
 Must not: interpret entry data (that is the member's job through `commands.py`).
 """
@@ -64,6 +68,7 @@ TYPE_HARD_STATE = 2
 _KIND_BYTE = {EntryKind.NORMAL: 0, EntryKind.CONF_CHANGE: 1}
 _BYTE_KIND = {b: k for k, b in _KIND_BYTE.items()}
 FILE_NAME = "raft.log"
+TMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +91,18 @@ class RaftStorage:
         self._last_index = last_index
         self._failure: str | None = None
         self._synced = HardState()  # term and vote as last written (see `save`)
+        self._hard: HardState | None = None  # the last hard state written (synced or not)
 
     @classmethod
     def open(cls, directory: Path, first_index: int) -> tuple[RaftStorage, Recovered]:
         """Open (creating) the log; entries must start at `first_index` (after the snapshot)."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / FILE_NAME
+        tmp = path.with_name(FILE_NAME + TMP_SUFFIX)
+        if tmp.exists():
+            # A crash during `rewrite` before its rename: the old file is the log.
+            tmp.unlink()
+            _fsync_directory(directory)
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             header = _HEADER.pack(MAGIC, VERSION, 0, 0)
@@ -102,9 +113,11 @@ class RaftStorage:
         data = path.read_bytes()
         if len(data) < _HEADER.size or data[:8] != MAGIC:
             raise WalCorruption(path, 0, "not a dockyard raft log (bad header)")
-        _magic, version, _, _ = _HEADER.unpack_from(data, 0)
+        _magic, version, _, file_first = _HEADER.unpack_from(data, 0)
         if version != VERSION:
             raise WalCorruption(path, 0, f"unsupported raft log version {version}")
+        if file_first:
+            first_index = file_first  # a rewritten (compacted) log says where it starts
         entries: list[Entry] = []
         hard: HardState | None = None
         offset = _HEADER.size
@@ -141,6 +154,7 @@ class RaftStorage:
         storage = cls(path, fd, offset, last)
         if hard is not None:
             storage._synced = hard
+            storage._hard = hard
         return storage, Recovered(hard, tuple(entries))
 
     @property
@@ -178,8 +192,44 @@ class RaftStorage:
         self._size += len(buf)
         if hard_state is not None:
             self._synced = hard_state
+            self._hard = hard_state
         if entries:
             self._last_index = entries[-1].index
+
+    def rewrite(self, first_index: int, entries: Sequence[Entry]) -> None:
+        """Replace the file by one holding only `entries` (which start at `first_index`, or
+        are empty) and the last hard state written; durably, atomically (see the module
+        docstring). The caller's snapshot must already be durable and cover `first_index - 1`."""
+        if self._failure is not None:
+            raise WalError(f"raft log failed earlier ({self._failure}); restart the member")
+        if entries and entries[0].index != first_index:
+            raise ValueError(f"entries start at {entries[0].index}, not {first_index}")
+        buf = bytearray(_HEADER.pack(MAGIC, VERSION, 0, first_index))
+        for e in entries:
+            buf += _frame(_ENTRY.pack(TYPE_ENTRY, e.index, e.term, _KIND_BYTE[e.kind]) + e.data)
+        if self._hard is not None:
+            h = self._hard
+            buf += _frame(_HARD.pack(TYPE_HARD_STATE, h.term, h.vote, h.commit))
+        tmp = self._path.with_name(FILE_NAME + TMP_SUFFIX)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, buf, 0)
+                os.fsync(fd)  # the data before the name that points at it
+            except BaseException:
+                os.close(fd)
+                raise
+            os.replace(tmp, self._path)
+            _fsync_directory(self._path.parent)
+        except OSError as error:
+            self._failure = repr(error)
+            raise WalError(f"raft log rewrite failed: {error}") from error
+        os.close(self._fd)
+        self._fd = fd
+        self._size = len(buf)
+        self._last_index = entries[-1].index if entries else first_index - 1
+        if self._hard is not None:
+            self._synced = self._hard
 
     def close(self) -> None:
         if self._fd >= 0:
