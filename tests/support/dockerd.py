@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -41,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.processes import wait_pid_gone
 
 DOCKER_CLI = "/usr/local/bin/docker"
 DOCKERD_BINARY = "/usr/sbin/dockerd"
@@ -114,19 +115,6 @@ def api_request(
     raw = response.read()
     kind = response.getheader("Content-Type") or ""
     return response.status, json.loads(raw) if "json" in kind and raw else raw
-
-
-def wait_pid_gone(pid: int, timeout_s: float) -> bool:
-    """True once `pid` has exited (not necessarily reaped), awaited on a pidfd."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout_s)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 def rss_kib(pid: int) -> int:

@@ -32,7 +32,6 @@ import ipaddress
 import os
 import re
 import secrets
-import select
 import signal
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from tests.support.processes import wait_pid_gone
 
 IP = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "/sbin/ip"
 IPTABLES = "/usr/sbin/iptables"
@@ -73,19 +74,6 @@ def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise NetnsError(f"setns failed: {os.strerror(errno)}")
-
-
-def _wait_pid_gone(pid: int, timeout_s: float) -> bool:
-    """Wait for a process that is not our child to exit (a pidfd turns readable on exit)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([pidfd], [], [], timeout_s)
-        return bool(readable)
-    finally:
-        os.close(pidfd)
 
 
 def _host_networks() -> list[ipaddress.IPv4Network]:
@@ -223,7 +211,7 @@ class Lab:
                 for pid in (int(p) for p in pids):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    if not _wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S):
+                    if not wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S):
                         errors.append(f"pid {pid} in {ns} survived SIGKILL")
         try:
             self.heal()

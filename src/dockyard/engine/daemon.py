@@ -783,6 +783,21 @@ class Engine:
                 await self._await_exit(cid, fut, KILL_WAIT_S)
             self.emit_container_event(cid, "stop")
 
+    async def restart(self, ref: str, timeout_s: int | None) -> None:
+        """`docker restart`: stop if running (with the stop timeout), then start (moby
+        daemon/restart.go). Failures after the lookup read "Cannot restart container <ref>:
+        <err>" (a 500, as dockerd's plain error)."""
+        cid = self.containers.resolve(ref).id
+        try:
+            with contextlib.suppress(NotModified):
+                await self.stop(cid, timeout_s)
+            await self.start(cid)
+        except (ct.NotFound, ImageNotFound):
+            raise
+        except EngineError as e:
+            raise EngineError(f"Cannot restart container {ref}: {e}") from None
+        self.emit_container_event(cid, "restart")
+
     async def _signal(self, record: ContainerRecord, sig: int) -> None:
         """Send `sig`; a paused container is thawed after SIGKILL or its stop signal, which it
         then receives (moby daemon/kill.go killWithSignal)."""

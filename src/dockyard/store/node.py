@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.store import commands as c
-from dockyard.store.auth import AuthError, AuthState
+from dockyard.store.auth import AuthError
 from dockyard.store.errors import RaftInternalError
 from dockyard.store.snapshot import Snapshot, load_latest_snapshot, save_snapshot
-from dockyard.store.state import StoreState
-from dockyard.store.tree import ApplyResult, Event, KeyTree, Watcher
+from dockyard.store.state import StateView, StoreState
+from dockyard.store.tree import ApplyResult, Event, Watcher
 from dockyard.store.wal import LogRecord, WriteAheadLog
 
 _log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class WatchSink:
         return self.events.popleft()
 
 
-class StoreNode:
+class StoreNode(StateView):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.state = StoreState()
@@ -191,18 +191,6 @@ class StoreNode:
         if self._wal is not None:
             self._wal.close()
         self._io.shutdown(wait=True)
-
-    @property
-    def tree(self) -> KeyTree:
-        return self.state.tree
-
-    @property
-    def auth(self) -> AuthState:
-        return self.state.auth
-
-    @property
-    def applied_index(self) -> int:
-        return self.state.applied_index
 
     # One member is always its own leader (the interface `backend.StoreBackend` shares with
     # the clustered member).

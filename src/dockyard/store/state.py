@@ -66,3 +66,22 @@ class StoreState:
         return cls(
             KeyTree.from_snapshot(decoded["tree"]), AuthState.from_json(decoded["auth"]), index
         )
+
+
+class StateView:
+    """The applied state's read side, as every store member exposes it to the HTTP layer
+    (`backend.StoreBackend`): `StoreNode` and `ClusterMember` hold a `state` and share these."""
+
+    state: StoreState
+
+    @property
+    def tree(self) -> KeyTree:
+        return self.state.tree
+
+    @property
+    def auth(self) -> AuthState:
+        return self.state.auth
+
+    @property
+    def applied_index(self) -> int:
+        return self.state.applied_index

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from dockyard.engine.runtime.runc import Runc
 from dockyard.engine.runtime.shim import SHIM_PID_FILE, ShimConfig, read_pid_file, shim_running
+from tests.support.processes import wait_pid_gone
 
 RUNC_BINARY = "/usr/sbin/runc"
 BUSYBOX = "/usr/bin/busybox"
@@ -56,19 +56,6 @@ def spec_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     subprocess.run([RUNC_BINARY, "spec", "--bundle", str(where)], check=True)
     spec: dict[str, Any] = json.loads((where / "config.json").read_text())
     return spec
-
-
-def _wait_pid_gone(pid: int, timeout_s: float) -> bool:
-    """Wait for a process that is not our child to exit (pidfd: readable on exit)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([pidfd], [], [], timeout_s)
-        return bool(readable)
-    finally:
-        os.close(pidfd)
 
 
 def cgroup_dirs(container_id: str) -> list[Path]:
@@ -163,10 +150,10 @@ class RuntimeEnv:
             if pid is None or not shim_running(state_dir):
                 continue
             # With its container deleted the shim exits by itself; give it the chance.
-            if not _wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S) and shim_running(state_dir):
+            if not wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S) and shim_running(state_dir):
                 leaks.append(f"shim {pid} of {state_dir.name}")
                 os.kill(pid, signal.SIGKILL)
-                _wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S)
+                wait_pid_gone(pid, PROCESS_EXIT_TIMEOUT_S)
         for cid in self.container_ids:
             for d in cgroup_dirs(cid):
                 leaks.append(f"cgroup {d}")

@@ -413,24 +413,12 @@ class DockerApi(ImageRoutes, EventRoutes, UpdateRoutes, ArchiveRoutes, StatsRout
 
     @route("POST", "/containers/(?P<id>[^/]+)/restart")
     async def container_restart(self, call: Call) -> Reply:
-        # moby daemon/restart.go: stop if running (with the stop timeout), then start; any
-        # failure after the lookup is wrapped as "Cannot restart container <ref>: <err>" (500).
-        ref = call.params["id"]
         text = call.arg("t")
         try:
             timeout_s = int(text) if text else None
         except ValueError:
             raise InvalidArgument(f"invalid value for t: {text}") from None
-        record = self.engine.containers.resolve(ref)
-        try:
-            with contextlib.suppress(NotModified):
-                await self.engine.stop(record.id, timeout_s)
-            await self.engine.start(record.id)
-        except (NotFound, ImageNotFound):
-            raise
-        except EngineError as e:
-            raise EngineError(f"Cannot restart container {ref}: {e}") from None
-        self.engine.emit_container_event(record.id, "restart")
+        await self.engine.restart(call.params["id"], timeout_s)
         return Response(204, trusted_headers=TRUSTED_HEADERS)
 
     @route("POST", "/containers/(?P<id>[^/]+)/kill")

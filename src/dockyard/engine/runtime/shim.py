@@ -269,14 +269,8 @@ class ShimHandle:
         fd = self._notify_fd
         if fd is None:
             return await wait_exit(self.state_dir)
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except BlockingIOError:
-                await _wait_readable(fd)
-                continue
-            if not data:
-                break
+        while await _read_when_ready(fd):
+            pass  # nothing but EOF is ever written after the report
         self.close()
         status = load_exit_status(self.state_dir)
         if status is None:
@@ -290,15 +284,20 @@ class ShimHandle:
             self._notify_fd = None
 
 
+async def _read_when_ready(fd: int) -> bytes:
+    """One read from a non-blocking pipe, awaiting readability; b"" at EOF."""
+    while True:
+        try:
+            return os.read(fd, 4096)
+        except BlockingIOError:
+            await _wait_readable(fd)
+
+
 async def _read_report(fd: int, timeout_s: float) -> dict[str, Any] | None:
     buf = bytearray()
     async with asyncio.timeout(timeout_s):
         while b"\n" not in buf:
-            try:
-                data = os.read(fd, 4096)
-            except BlockingIOError:
-                await _wait_readable(fd)
-                continue
+            data = await _read_when_ready(fd)
             if not data:
                 return None
             buf += data

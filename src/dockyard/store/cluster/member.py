@@ -91,7 +91,7 @@ from dockyard.raft.messages import (
     SnapshotMeta,
 )
 from dockyard.store import commands as c
-from dockyard.store.auth import AuthError, AuthState
+from dockyard.store.auth import AuthError
 from dockyard.store.cluster.codec import CodecError, unwrap_proposal, wrap_proposal
 from dockyard.store.cluster.storage import RaftStorage
 from dockyard.store.cluster.transport import PeerStats, Transport
@@ -105,8 +105,8 @@ from dockyard.store.node import (
 )
 from dockyard.store.snapshot import Snapshot as SnapshotFile
 from dockyard.store.snapshot import load_latest_snapshot, save_snapshot
-from dockyard.store.state import StoreState
-from dockyard.store.tree import ApplyResult, Event, KeyTree, Watcher
+from dockyard.store.state import StateView, StoreState
+from dockyard.store.tree import ApplyResult, Event, Watcher
 from dockyard.store.wal import WalError
 
 _log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class _Read:
     index: int = 0  # set once the core answers
 
 
-class ClusterMember:
+class ClusterMember(StateView):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self.members = {
@@ -384,18 +384,6 @@ class ClusterMember:
                     await self._soft_state_changed.wait()
 
     # --- what the HTTP layer uses (store.backend.StoreBackend) -----------------------------
-
-    @property
-    def tree(self) -> KeyTree:
-        return self.state.tree
-
-    @property
-    def auth(self) -> AuthState:
-        return self.state.auth
-
-    @property
-    def applied_index(self) -> int:
-        return self.state.applied_index
 
     @property
     def term(self) -> int:
