@@ -6,9 +6,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-# docker.io: the reference dockerd (20.10) for the engine's differential tests and benchmark.
+# docker.io: the reference dockerd (20.10) for the engine's differential tests and benchmark;
+# docker-registry: the real Registry v2 the pull/push tests start on loopback; mmdebstrap:
+# `dockyard image bootstrap debian:…` builds Debian base images from Debian's archive.
 apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static tini
-  docker.io)
+  docker.io docker-registry mmdebstrap)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,7 +32,7 @@ fi
 if [[ -z $python ]]; then python=$(command -v python3); fi
 # Debian's etcd-server and docker.io start system services (etcd on 2379, dockerd, which sets
 # the FORWARD policy to DROP); dockyard wants the port, and tests start their own references.
-for unit in etcd docker.socket docker containerd; do
+for unit in etcd docker.socket docker containerd docker-registry; do
   if systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   fi

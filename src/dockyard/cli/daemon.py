@@ -80,6 +80,12 @@ def register(group: click.Group) -> None:
         help="The server's TLS key [default: ~/.docker/key.pem].",
     )
     @click.option(
+        "--insecure-registry",
+        "insecure_registries",
+        multiple=True,
+        help="Registry (host[:port] or CIDR) reached over plain HTTP, repeatable.",
+    )
+    @click.option(
         "-l",
         "--log-level",
         type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
@@ -96,6 +102,7 @@ def register(group: click.Group) -> None:
         tlscacert: Path | None,
         tlscert: Path | None,
         tlskey: Path | None,
+        insecure_registries: tuple[str, ...],
         log_level: str,
     ) -> None:
         """Serve the Docker Engine API (unix socket; TCP only on loopback or with TLS)."""
@@ -121,6 +128,7 @@ def register(group: click.Group) -> None:
             tls_cert=(tlscert or cert_dir / "cert.pem").absolute(),
             tls_key=(tlskey or cert_dir / "key.pem").absolute(),
             runc_binary=shutil.which("runc") or "runc",
+            insecure_registries=insecure_registries,
         )
         try:
             # Refuse before touching anything: bad hosts, then unusable certificates.

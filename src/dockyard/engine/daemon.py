@@ -167,6 +167,8 @@ class DaemonConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     runc_binary: str = "runc"
+    # dockerd --insecure-registry: host[:port] or CIDR; loopback is always insecure.
+    insecure_registries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,8 +241,16 @@ def _strings(value: Any) -> list[str] | None:
 class Engine:
     """The containers of one data root, and the operations the API exposes on them."""
 
-    def __init__(self, layout: Layout, host: HostInfo, *, runc_binary: str) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        host: HostInfo,
+        *,
+        runc_binary: str,
+        insecure_registries: tuple[str, ...] = (),
+    ) -> None:
         self.layout = layout
+        self.insecure_registries = insecure_registries
         self.host = host
         self.images = ImageStore(
             layout.images, image_users=self._image_users, held_layers=self._held_layers
@@ -1191,7 +1201,12 @@ class Daemon:
         layout.create()
         runc = Runc(layout.runc_root, self.config.runc_binary)
         host = await detect_host(runc, self.config.runc_binary, layout.data_root)
-        engine = Engine(layout, host, runc_binary=self.config.runc_binary)
+        engine = Engine(
+            layout,
+            host,
+            runc_binary=self.config.runc_binary,
+            insecure_registries=self.config.insecure_registries,
+        )
         self.engine = engine
         await engine.recover()
         api = DockerApi(engine, labels=self.config.labels)

@@ -36,8 +36,10 @@ from urllib.parse import parse_qs, unquote
 
 from dockyard import __version__
 from dockyard.engine.api.archive_routes import ArchiveRoutes
+from dockyard.engine.api.build_routes import BuildRoutes
 from dockyard.engine.api.events_routes import EventRoutes
 from dockyard.engine.api.image_routes import ImageRoutes
+from dockyard.engine.api.registry_routes import RegistryRoutes
 from dockyard.engine.api.router import (
     JSON,
     NO_CACHE,
@@ -55,6 +57,7 @@ from dockyard.engine.api.router import (
     unix_s,
 )
 from dockyard.engine.api.stats_routes import StatsRoutes
+from dockyard.engine.api.transfer_routes import TransferRoutes
 from dockyard.engine.api.update_routes import UpdateRoutes
 from dockyard.engine.api.versions import (
     API_VERSION,
@@ -100,7 +103,16 @@ from dockyard.http.types import (
 logger = logging.getLogger(__name__)
 
 
-class DockerApi(ImageRoutes, EventRoutes, UpdateRoutes, ArchiveRoutes, StatsRoutes):
+class DockerApi(
+    ImageRoutes,
+    TransferRoutes,
+    RegistryRoutes,
+    BuildRoutes,
+    EventRoutes,
+    UpdateRoutes,
+    ArchiveRoutes,
+    StatsRoutes,
+):
     """The `Handler` the daemon's HTTP server calls."""
 
     def __init__(self, engine: Engine, *, labels: tuple[str, ...] = ()) -> None:
