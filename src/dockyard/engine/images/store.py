@@ -12,6 +12,9 @@ On-disk layout under `root` (e.g. `/var/lib/dockyard/engine/images`):
     layers/sha256/<hex>/diff_id     the digest of the uncompressed layer tar
     layers/sha256/<hex>/parent      the parent layer's chain ID (absent for a base layer)
     layers/sha256/<hex>/size        the size of the uncompressed layer tar, in bytes
+    layers/sha256/<hex>/tar-split.gz how to reassemble the layer's tar byte for byte (tarsplit.py)
+    meta/sha256/<hex>.json          an image's metadata: build parent, last tag time
+    distribution/<diff hex>.json    registry blobs known to hold a layer (digest, repository)
     repositories.json               Docker's tag index: {"Repositories": {name: {ref: id}}}
     tmp/                            staging; every write lands here first, then is renamed
     lock                            flock(2) held by every mutation
@@ -68,10 +71,12 @@ from dockyard.engine.images.model import (
     short_id,
     validate_digest,
 )
+from dockyard.engine.images.tarsplit import SplitRecorder, TarSplitMismatch, open_reassembled
 
 __all__ = [
     "BlobCorrupted",
     "DeleteItem",
+    "DistributionSource",
     "ImageConflict",
     "ImageNotFound",
     "ImageRecord",
@@ -85,6 +90,8 @@ __all__ = [
 ]
 
 _CHUNK_BYTES = 1 << 20
+_TAR_SPLIT = "tar-split.gz"
+_DISTRIBUTION_SOURCES_MAX = 16
 _WHITEOUT_PREFIX = ".wh."
 _OPAQUE_MARKER = ".wh..wh..opq"
 _OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -143,11 +150,24 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
+class DistributionSource:
+    """Where a layer's compressed blob is known to live in a registry (dockerd's v2metadata)."""
+
+    digest: str  # of the compressed blob
+    repository: str  # registry host and path, no tag: "localhost:5000/team/app"
+    media_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     id: str
     config: ImageConfig
-    references: tuple[str, ...]  # familiar strings, e.g. "busybox:latest"
+    references: tuple[str, ...]  # tags as familiar strings, e.g. "busybox:latest"
     chain_ids: tuple[str, ...]  # bottom first
+    repo_digests: tuple[str, ...] = ()  # familiar "name@sha256:…"
+    parent: str | None = None  # the build parent's image ID
+    last_tag_time: str | None = None  # RFC 3339, when a tag last moved to this image
 
     @property
     def top_layer(self) -> str | None:
@@ -224,8 +244,9 @@ class _PeekReader:
 class _HashingReader:
     """Counts and hashes every byte read: the DiffID is the digest of the uncompressed tar."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, recorder: SplitRecorder | None = None) -> None:
         self._inner = inner
+        self._recorder = recorder
         self.sha256 = hashlib.sha256()
         self.size_bytes = 0
         # The last bytes read (bounded), to check the archive's end marker.
@@ -234,6 +255,8 @@ class _HashingReader:
     def read(self, size: int = -1) -> bytes:
         data: bytes = self._inner.read(size)
         self.sha256.update(data)
+        if self._recorder is not None:
+            self._recorder.feed(data)
         self.size_bytes += len(data)
         self._tail += data
         if len(self._tail) > _TAIL_MAX_BYTES:
@@ -334,23 +357,30 @@ def _decompressed(peek: _PeekReader, head: bytes) -> Any:
     return peek
 
 
-def extract_layer(stream: IO[bytes], dest: Path, *, is_root: bool | None = None) -> tuple[str, int]:
+def extract_layer(
+    stream: IO[bytes],
+    dest: Path,
+    *,
+    is_root: bool | None = None,
+    recorder: SplitRecorder | None = None,
+) -> tuple[str, int]:
     """Extract a (gzip, bzip2, xz or uncompressed) layer tar into the new directory `dest`.
 
     Returns (diff_id, uncompressed size in bytes). `dest` must not exist. On error `dest`
-    may hold a partial tree: the caller stages it in `tmp/` and removes it.
+    may hold a partial tree: the caller stages it in `tmp/` and removes it. `recorder`
+    (tarsplit.py) is fed the uncompressed stream, so the tar can be reassembled later.
     """
     root_user = os.geteuid() == 0 if is_root is None else is_root
     head = _read_head(stream, _MAGIC_BYTES)
     peek = _PeekReader(stream, head)
     source = _decompressed(peek, head)
-    hashing = _HashingReader(source)
+    hashing = _HashingReader(source, recorder)
     os.mkdir(dest, 0o755)
     dir_times: list[tuple[Path, float]] = []
     try:
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
-                _extract_member(tar, member, dest, root_user, dir_times)
+                _extract_member(tar, member, dest, root_user, dir_times, recorder)
             if not hashing.ends_cleanly_at(tar.offset):
                 raise LayerError("invalid layer tar: unexpected EOF")
         # The digest covers the whole stream, tar padding after the end marker included.
@@ -369,8 +399,11 @@ def _extract_member(
     dest: Path,
     root_user: bool,
     dir_times: list[tuple[Path, float]],
+    recorder: SplitRecorder | None = None,
 ) -> None:
     parts = _clean_parts(member.name)
+    if recorder is not None and parts:
+        recorder.path_seen("/".join(parts))
     if not parts:
         return  # the layer root itself ("./"): its attributes belong to the snapshot
     parent = _ensure_dir(dest, parts[:-1])
@@ -399,6 +432,9 @@ def _extract_member(
         dir_times.append((path, float(member.mtime)))
     elif member.isreg():
         _clear(path, keep_dir=False)
+        if recorder is not None and member.size and not member.issparse():
+            # Before tarfile reads the payload (bytes it read ahead are trimmed then).
+            recorder.payload("/".join(parts), member.offset_data, member.size)
         source = tar.extractfile(member)
         if source is None:
             raise LayerError(f"unreadable file in layer: {member.name!r}")
@@ -459,6 +495,27 @@ def _apply_attributes(member: tarfile.TarInfo, path: Path, root_user: bool) -> N
 # The store
 
 
+class _LayerErrors:
+    """A reassembled layer stream whose reassembly failures read as LayerErrors."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._inner.read(size)
+        except (TarSplitMismatch, OSError) as exc:
+            raise LayerError(str(exc)) from exc
+
+
+def chain_ids_on(parent_chain_id: str, diff_id: str) -> str:
+    """The chain ID of layer `diff_id` on top of the chain `parent_chain_id`."""
+    return chain_ids([parent_chain_id, diff_id])[-1]
+
+
 def _no_users(_image_id: str) -> Sequence[ImageUser]:
     return ()
 
@@ -490,7 +547,16 @@ class ImageStore:
         self._layers = self.root / "layers" / "sha256"
         self._tmp = self.root / "tmp"
         self._repositories = self.root / "repositories.json"
-        for directory in (self._blobs, self._images, self._layers, self._tmp):
+        self._meta = self.root / "meta" / "sha256"
+        self._distribution = self.root / "distribution"
+        for directory in (
+            self._blobs,
+            self._images,
+            self._layers,
+            self._tmp,
+            self._meta,
+            self._distribution,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
 
     # -- locking and atomic writes ------------------------------------------
@@ -577,6 +643,65 @@ class ImageStore:
         parent = parent_path.read_text() if parent_path.exists() else None
         return LayerRecord(chain_id, diff_id, parent, size_bytes)
 
+    def has_layer(self, chain_id: str) -> bool:
+        return (self.layer_dir(chain_id) / "diff_id").exists()
+
+    def register_layer(
+        self, stream: IO[bytes], parent: str | None, *, expected_diff_id: str | None = None
+    ) -> LayerRecord:
+        """Extract a layer tar on top of the chain `parent` (None: a base layer).
+
+        The tar may be plain, gzip, bzip2 or xz. Idempotent per chain ID. A bad tar, or one
+        whose uncompressed digest is not `expected_diff_id`, raises LayerError and leaves
+        nothing behind.
+        """
+        if parent is not None and not self.has_layer(parent):
+            raise ImageStoreError(f"parent layer not found: {parent}")
+        staged = self._staging()
+        os.mkdir(staged, 0o700)
+        try:
+            diff_id, size = self._extract_recorded(stream, staged)
+            if expected_diff_id is not None and diff_id != expected_diff_id:
+                raise LayerError(
+                    f"layer digest mismatch: expected {expected_diff_id!r}, got {diff_id!r}"
+                )
+            chain_id = diff_id if parent is None else chain_ids_on(parent, diff_id)
+            with self._locked():
+                if parent is not None and not self.has_layer(parent):
+                    raise ImageStoreError(f"parent layer not found: {parent}")
+                self._commit_layer(staged, chain_id, diff_id, parent, size)
+            return LayerRecord(chain_id, diff_id, parent, size)
+        finally:
+            _remove_tree(staged)
+
+    @staticmethod
+    def _extract_recorded(stream: IO[bytes], staged: Path) -> tuple[str, int]:
+        """Extract into `staged/diff`, recording `staged/tar-split.gz` (tarsplit.py)."""
+        with open(staged / _TAR_SPLIT, "xb") as record_file:
+            recorder = SplitRecorder(record_file)
+            diff_id, size = extract_layer(stream, staged / "diff", recorder=recorder)
+            recorder.close()
+            record_file.flush()
+            os.fsync(record_file.fileno())
+        return diff_id, size
+
+    @contextlib.contextmanager
+    def layer_tar(self, chain_id: str) -> Iterator[IO[bytes]]:
+        """The layer's uncompressed tar, byte for byte as registered (its digest: the DiffID).
+
+        A file of the layer changed on disk since shows as a LayerError while reading.
+        """
+        record = self.get_layer(chain_id)
+        directory = self.layer_dir(chain_id)
+        split = directory / _TAR_SPLIT
+        if not split.exists():
+            raise LayerError(f"layer {chain_id} cannot be exported: it has no tar-split record")
+        stream = open_reassembled(split, directory / "diff", record.diff_id)
+        try:
+            yield cast(IO[bytes], _LayerErrors(stream))
+        finally:
+            stream.close()
+
     def list_layers(self) -> builtins.list[str]:
         return sorted("sha256:" + p.name for p in self._layers.iterdir())
 
@@ -640,6 +765,8 @@ class ImageStore:
         repositories = self._read_repositories()
         repositories.setdefault(ref.familiar_name(), {})[ref.familiar()] = image
         self._write_repositories(repositories)
+        if ref.digest is None:
+            self._update_meta(image, last_tag_time=format_time(datetime.now(UTC)))
 
     def _remove_ref(self, ref: Reference) -> str | None:
         repositories = self._read_repositories()
@@ -708,12 +835,151 @@ class ImageStore:
 
     def _record(self, image: str) -> ImageRecord:
         config = self._config(image)
+        refs = self._refs_of(image)
+        meta = self._read_meta(image)
         return ImageRecord(
             id=image,
             config=config,
-            references=tuple(ref.familiar() for ref in self._refs_of(image)),
+            references=tuple(ref.familiar() for ref in refs if ref.digest is None),
             chain_ids=tuple(config.chain_ids()),
+            repo_digests=tuple(ref.familiar() for ref in refs if ref.digest is not None),
+            parent=meta.get("parent"),
+            last_tag_time=meta.get("last_tag_time"),
         )
+
+    # -- metadata (build parent, last tag time) ---------------------------------
+
+    def _meta_path(self, image: str) -> Path:
+        return self._meta / f"{_hex(image)}.json"
+
+    def _read_meta(self, image: str) -> dict[str, str]:
+        try:
+            meta: dict[str, str] = json.loads(self._meta_path(image).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return meta
+
+    def _update_meta(self, image: str, **values: str) -> None:
+        meta = self._read_meta(image)
+        meta.update(values)
+        self._write_file(self._meta_path(image), go_json(dict(sorted(meta.items()))))
+
+    def children(self, image_id: str) -> builtins.list[ImageRecord]:
+        """Images whose build parent is `image_id` (the classic builder's cache candidates)."""
+        with self._locked():
+            return [self._record(child) for child in self._children(image_id)]
+
+    def _children(self, image: str) -> builtins.list[str]:
+        found = []
+        for path in sorted(self._meta.iterdir()):
+            try:
+                parent = json.loads(path.read_bytes()).get("parent")
+            except (OSError, ValueError):
+                continue
+            child = "sha256:" + path.name.removesuffix(".json")
+            if parent == image and (self._images / _hex(child)).exists():
+                found.append(child)
+        return found
+
+    # -- distribution metadata -------------------------------------------------------
+
+    def distribution_sources(self, diff_id: str) -> builtins.list[DistributionSource]:
+        """Registry blobs known to hold the layer `diff_id`, most recently added last."""
+        try:
+            raw = (self._distribution / f"{_hex(diff_id)}.json").read_bytes()
+        except FileNotFoundError:
+            return []
+        return [
+            DistributionSource(
+                digest=entry["digest"],
+                repository=entry["repository"],
+                media_type=entry["media_type"],
+                size_bytes=int(entry["size_bytes"]),
+            )
+            for entry in json.loads(raw)
+        ]
+
+    def add_distribution_source(self, diff_id: str, source: DistributionSource) -> None:
+        validate_digest(source.digest)
+        with self._locked():
+            known = [s for s in self.distribution_sources(diff_id) if s != source]
+            # Bounded, as dockerd's v2metadata: the newest sources are the useful ones.
+            known = [*known, source][-_DISTRIBUTION_SOURCES_MAX:]
+            self._write_file(
+                self._distribution / f"{_hex(diff_id)}.json",
+                go_json(
+                    [
+                        {
+                            "digest": s.digest,
+                            "repository": s.repository,
+                            "media_type": s.media_type,
+                            "size_bytes": s.size_bytes,
+                        }
+                        for s in known
+                    ]
+                ),
+            )
+
+    # -- committing images --------------------------------------------------------------
+
+    def commit_image(
+        self,
+        config_json: bytes,
+        *,
+        ref: str | None = None,
+        parent: str | None = None,
+        repo_digest: str | None = None,
+    ) -> str:
+        """Store an image config whose layers are all registered; return the image ID.
+
+        The config is kept byte for byte (the image ID is its digest). `ref` tags the image
+        (moving the tag), `parent` records the build parent, `repo_digest`
+        (`name@sha256:…`) adds a digest reference. All or nothing.
+        """
+        try:
+            config = ImageConfig.from_json(config_json)
+            chain = config.chain_ids()
+        except (ValueError, TypeError, AttributeError, InvalidReference) as exc:
+            raise ImageStoreError(f"invalid image config: {exc}") from None
+        tag_ref = parse_reference(ref) if ref is not None else None
+        if tag_ref is not None and tag_ref.digest is not None:
+            raise InvalidReference("refusing to create a tag with a digest reference")
+        digest_ref = parse_reference(repo_digest, default_tag=False) if repo_digest else None
+        if digest_ref is not None and (digest_ref.digest is None or digest_ref.tag is not None):
+            raise InvalidReference(f"not a digest reference: {repo_digest}")
+        with self._locked():
+            for chain_id in chain:
+                if not self.has_layer(chain_id):
+                    raise ImageStoreError(f"layer not found: {chain_id}")
+            if parent is not None and not (self._images / _hex(parent)).exists():
+                raise ImageNotFound(f"No such image: {parent}")
+            image = "sha256:" + hashlib.sha256(config_json).hexdigest()
+            undo: builtins.list[Callable[[], None]] = []
+            try:
+                self._add_image(image, config_json, undo)
+                if parent is not None:
+                    self._update_meta(image, parent=parent)
+                if tag_ref is not None:
+                    self._add_ref(image, tag_ref)
+                if digest_ref is not None:
+                    self._add_ref(image, digest_ref)
+            except BaseException:
+                for step in reversed(undo):
+                    step()
+                raise
+            return image
+
+    def _add_image(
+        self, image: str, config_json: bytes, undo: builtins.list[Callable[[], None]]
+    ) -> None:
+        blob = self._blobs / _hex(image)
+        if not blob.exists():
+            undo.append(lambda: blob.unlink(missing_ok=True))
+            self.put_blob(config_json)
+        marker = self._images / _hex(image)
+        if not marker.exists():
+            undo.append(lambda: marker.unlink(missing_ok=True))
+            self._write_file(marker, b"")
 
     def list(self) -> builtins.list[ImageRecord]:
         """All images, newest first (as `docker images` sorts them)."""
@@ -744,7 +1010,7 @@ class ImageStore:
         staged = self._staging()
         os.mkdir(staged, 0o700)
         try:
-            diff_id, size = extract_layer(stream, staged / "diff")
+            diff_id, size = self._extract_recorded(stream, staged)
             image_config = ImageConfig(
                 architecture=architecture or host_arch,
                 os=platform_os or host_os,
@@ -771,14 +1037,7 @@ class ImageStore:
                 undo.append(lambda: self._discard(self.layer_dir(chain_id)))
             raw = image_config.to_json()
             image = "sha256:" + hashlib.sha256(raw).hexdigest()
-            blob = self._blobs / _hex(image)
-            if not blob.exists():
-                undo.append(lambda: blob.unlink(missing_ok=True))
-                self.put_blob(raw)
-            marker = self._images / _hex(image)
-            if not marker.exists():
-                undo.append(lambda: marker.unlink(missing_ok=True))
-                self._write_file(marker, b"")
+            self._add_image(image, raw, undo)
             if ref is not None:
                 self._add_ref(image, ref)
             return image
@@ -814,8 +1073,9 @@ class ImageStore:
                 items.append(DeleteItem(untagged=ref.familiar()))
                 if self._refs_of(image):
                     return items
-                if any(user.running for user in users):
-                    # Docker's "quiet" delete: the untag stands, the image stays dangling.
+                if any(user.running for user in users) or self._children(image):
+                    # Docker's "quiet" delete: the untag stands, the image stays (dangling,
+                    # or the parent of a build's images).
                     return items
             elif _is_single_reference(refs):
                 self._check_conflicts(image, users, force=force, active_refs=False)
@@ -826,16 +1086,29 @@ class ImageStore:
             for ref in self._refs_of(image):
                 self._remove_ref(ref)
                 items.append(DeleteItem(untagged=ref.familiar()))
-            chain = self._config(image).chain_ids()
-            (self._images / _hex(image)).unlink()
-            (self._blobs / _hex(image)).unlink(missing_ok=True)
-            items.append(DeleteItem(deleted=image))
-            references = self._layer_references()
-            for chain_id in reversed(chain):
-                if references[chain_id] == 0 and self.layer_dir(chain_id).exists():
-                    self._discard(self.layer_dir(chain_id))
-                    items.append(DeleteItem(deleted=chain_id))
+            parent = self._read_meta(image).get("parent")
+            self._delete_image(image, items)
+            # moby imageDeleteHelper with prune: untagged parents nothing else needs (a
+            # build's intermediate images) go with their last child.
+            while parent is not None and (self._images / _hex(parent)).exists():
+                if self._refs_of(parent) or self._children(parent) or self._image_users(parent):
+                    break
+                grandparent = self._read_meta(parent).get("parent")
+                self._delete_image(parent, items)
+                parent = grandparent
             return items
+
+    def _delete_image(self, image: str, items: builtins.list[DeleteItem]) -> None:
+        chain = self._config(image).chain_ids()
+        (self._images / _hex(image)).unlink()
+        (self._blobs / _hex(image)).unlink(missing_ok=True)
+        self._meta_path(image).unlink(missing_ok=True)
+        items.append(DeleteItem(deleted=image))
+        references = self._layer_references()
+        for chain_id in reversed(chain):
+            if references[chain_id] == 0 and self.layer_dir(chain_id).exists():
+                self._discard(self.layer_dir(chain_id))
+                items.append(DeleteItem(deleted=chain_id))
 
     def _check_conflicts(
         self, image: str, users: Sequence[ImageUser], *, force: bool, active_refs: bool
@@ -853,6 +1126,8 @@ class ImageStore:
                     f"image is being used by running container {short_id(user.container_id)}",
                     hard=True,
                 )
+        if self._children(image):
+            raise conflict("image has dependent child images", hard=True)
         if force:
             return
         if active_refs and self._refs_of(image):
@@ -863,13 +1138,22 @@ class ImageStore:
                 hard=False,
             )
 
-    def gc(self) -> builtins.list[str]:
-        """Remove layers and blobs no image (nor held snapshot) refers to; return them."""
+    def gc(self, *, lease_s: float = 0.0, now_s: float | None = None) -> builtins.list[str]:
+        """Remove layers and blobs no image (nor held snapshot) refers to; return them.
+
+        Layers registered less than `lease_s` ago are kept: a pull, load or build registers
+        its layers before it commits the image that references them (containerd's leases).
+        """
         removed: builtins.list[str] = []
         with self._locked():
             references = self._layer_references()
             for chain_id in self.list_layers():
-                if references[chain_id] == 0:
+                leased = (
+                    lease_s > 0
+                    and now_s is not None
+                    and now_s - self.layer_dir(chain_id).stat().st_mtime < lease_s
+                )
+                if references[chain_id] == 0 and not leased:
                     self._discard(self.layer_dir(chain_id))
                     removed.append(chain_id)
             images = set(self._image_ids())

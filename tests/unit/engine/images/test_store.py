@@ -184,10 +184,13 @@ def test_failure_while_committing_is_undone(
     assert store_contents(store.root) == [
         "blobs",
         "blobs/sha256",
+        "distribution",
         "images",
         "images/sha256",
         "layers",
         "layers/sha256",
+        "meta",
+        "meta/sha256",
         "tmp",
     ]
 
