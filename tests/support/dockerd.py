@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -512,3 +512,32 @@ def load_busybox_into(docker_host: str, *, docker_config: Path | None = None) ->
     if result.returncode != 0:
         raise DaemonError(f"docker import failed: {result.stderr.decode(errors='replace')}")
     return result.stdout.decode().strip()
+
+
+@contextlib.contextmanager
+def dockerd_and_dockyard(
+    tmp_path_factory: Any,
+) -> Iterator[tuple[DaemonProcess, DaemonProcess]]:
+    """A reference dockerd and a dockyard daemon, both holding the same busybox image.
+
+    On exit both are stopped by PID; it fails if anything had to be removed by force or if
+    dockyard's log shows a traceback.
+    """
+    started: list[DaemonProcess] = []
+    leaks: list[str] = []
+    try:
+        dockerd = start_dockerd(tmp_path_factory.mktemp("dockerd"))
+        started.append(dockerd)
+        load_busybox_into(dockerd.docker_host, docker_config=dockerd.run_dir / "dockercfg")
+        dockyard = start_dockyard_daemon(tmp_path_factory.mktemp("dockyard"))
+        started.append(dockyard)
+        yield dockerd, dockyard
+    finally:
+        logs = {d.kind: d.log_path for d in started}
+        for daemon in started:
+            leaks += [f"{daemon.kind}: {leak}" for leak in daemon.stop()]
+    if leaks:
+        raise DaemonError(f"left behind (now removed): {leaks}")
+    dockyard_log = logs["dockyard"].read_text(errors="replace")
+    if "Traceback" in dockyard_log:
+        raise DaemonError(f"dockyard logged a traceback:\n{dockyard_log[-4000:]}")

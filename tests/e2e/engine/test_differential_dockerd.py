@@ -29,9 +29,7 @@ import pytest
 from tests.support.dockerd import (
     DOCKER_CLI,
     DaemonProcess,
-    load_busybox_into,
-    start_dockerd,
-    start_dockyard_daemon,
+    dockerd_and_dockyard,
 )
 
 pytestmark = pytest.mark.e2e
@@ -85,21 +83,8 @@ def inspect_fields(daemon: DaemonProcess, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, ...]]:
-    started: list[DaemonProcess] = []
-    leaks: list[str] = []
-    try:
-        dockerd = start_dockerd(tmp_path_factory.mktemp("dockerd"))
-        started.append(dockerd)
-        load_busybox_into(dockerd.docker_host, docker_config=dockerd.run_dir / "dockercfg")
-        started.append(start_dockyard_daemon(tmp_path_factory.mktemp("dockyard")))
-        yield tuple(started)
-    finally:
-        logs = {d.kind: d.log_path for d in started}
-        for daemon in started:
-            leaks += [f"{daemon.kind}: {leak}" for leak in daemon.stop()]
-    assert not leaks, f"left behind (now removed): {leaks}"
-    dockyard_log = logs["dockyard"].read_text(errors="replace")
-    assert "Traceback" not in dockyard_log, dockyard_log[-4000:]
+    with dockerd_and_dockyard(tmp_path_factory) as started:
+        yield started
 
 
 def run_both(

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import re
 import time
@@ -182,7 +183,7 @@ class ImageRoutes:
                 )
                 if not refs:
                     continue
-                image = ImageRecord(image.id, image.config, refs, image.chain_ids)
+                image = dataclasses.replace(image, references=refs)
             out.append(image)
         return out
 
@@ -199,8 +200,8 @@ class ImageRoutes:
                     "Created": unix_s(image.config.created),
                     "Id": image.id,
                     "Labels": dict(labels) if labels is not None else None,
-                    "ParentId": "",
-                    "RepoDigests": [],
+                    "ParentId": image.parent or "",
+                    "RepoDigests": list(image.repo_digests),
                     "RepoTags": list(image.references),
                     "SharedSize": -1,
                     "Size": size,
@@ -239,8 +240,8 @@ class ImageRoutes:
             {
                 "Id": image.id,
                 "RepoTags": list(image.references),
-                "RepoDigests": [],
-                "Parent": "",
+                "RepoDigests": list(image.repo_digests),
+                "Parent": image.parent or "",
                 "Comment": config.comment,
                 "Created": config.created or ZERO_TIME,
                 "DockerVersion": "",
@@ -253,7 +254,7 @@ class ImageRoutes:
                 "VirtualSize": size,
                 "GraphDriver": {"Name": "overlayfs", "Data": None},
                 "RootFS": {"Type": "layers", "Layers": list(config.rootfs.diff_ids)},
-                "Metadata": {"LastTagTime": ZERO_TIME},
+                "Metadata": {"LastTagTime": image.last_tag_time or ZERO_TIME},
             },
         )
 

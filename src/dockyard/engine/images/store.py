@@ -83,10 +83,12 @@ __all__ = [
     "ImageStore",
     "ImageStoreError",
     "ImageUser",
+    "LayerDigestMismatch",
     "LayerError",
     "LayerRecord",
     "extract_layer",
     "host_platform",
+    "open_decompressed",
 ]
 
 _CHUNK_BYTES = 1 << 20
@@ -119,6 +121,15 @@ class ImageConflict(ImageStoreError):
 
 class LayerError(ImageStoreError):
     """A layer tar that cannot or must not be extracted."""
+
+
+class LayerDigestMismatch(LayerError):
+    """A layer whose uncompressed digest is not the DiffID it was registered as."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"layer digest mismatch: expected {expected!r}, got {actual!r}")
+        self.expected = expected
+        self.actual = actual
 
 
 class BlobCorrupted(ImageStoreError):
@@ -355,6 +366,13 @@ def _decompressed(peek: _PeekReader, head: bytes) -> Any:
     if head.startswith(_ZSTD_MAGIC):
         raise LayerError("zstd-compressed layers are not supported yet")
     return peek
+
+
+@contextlib.contextmanager
+def open_decompressed(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+    """`stream` decompressed as Docker's DecompressStream does (gzip, bzip2, xz or plain)."""
+    head = _read_head(stream, _MAGIC_BYTES)
+    yield cast(IO[bytes], _decompressed(_PeekReader(stream, head), head))
 
 
 def extract_layer(
@@ -662,9 +680,7 @@ class ImageStore:
         try:
             diff_id, size = self._extract_recorded(stream, staged)
             if expected_diff_id is not None and diff_id != expected_diff_id:
-                raise LayerError(
-                    f"layer digest mismatch: expected {expected_diff_id!r}, got {diff_id!r}"
-                )
+                raise LayerDigestMismatch(expected_diff_id, diff_id)
             chain_id = diff_id if parent is None else chain_ids_on(parent, diff_id)
             with self._locked():
                 if parent is not None and not self.has_layer(parent):
@@ -701,6 +717,17 @@ class ImageStore:
             yield cast(IO[bytes], _LayerErrors(stream))
         finally:
             stream.close()
+
+    def release_layers(self, chain_ids: Iterable[str]) -> builtins.list[str]:
+        """Remove those of `chain_ids` nothing refers to (a failed load or pull's layers)."""
+        removed: builtins.list[str] = []
+        with self._locked():
+            references = self._layer_references()
+            for chain_id in reversed(builtins.list(chain_ids)):
+                if references[chain_id] == 0 and self.layer_dir(chain_id).exists():
+                    self._discard(self.layer_dir(chain_id))
+                    removed.append(chain_id)
+        return removed
 
     def list_layers(self) -> builtins.list[str]:
         return sorted("sha256:" + p.name for p in self._layers.iterdir())
