@@ -87,8 +87,11 @@ def test_an_image_saved_by_dockerd_loads_and_runs_on_dockyard(
     # The whiteout of the second RUN step hides the first step's file.
     listing = ok(dockyard, "run", "--rm", "--network", "none", "ref/app:v1", "ls", "/data/sub")
     assert listing == ""
-    history = ok(dockyard, "history", "--format", "{{.CreatedBy}}", "ref/app:v1")
-    assert history == ok(dockerd, "history", "--format", "{{.CreatedBy}}", "ref/app:v1")
+    for args in (
+        ("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", "ref/app:v1"),
+        ("images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "ref/app"),
+    ):
+        assert ok(dockyard, *args) == ok(dockerd, *args)
     # Loading the same archive again keeps everything as it is.
     layers = layers_on_disk(dockyard)
     again = dockyard.docker("load", "-i", str(built_on_dockerd))

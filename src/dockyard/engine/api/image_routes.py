@@ -146,7 +146,7 @@ class ImageRoutes:
     engine: Engine
 
     def _image_size(self, image: ImageRecord) -> int:
-        return sum(self.engine.images.get_layer(c).size_bytes for c in image.chain_ids)
+        return sum(self.engine.images.get_layer(c).shown_bytes for c in image.chain_ids)
 
     def _select(self, images: list[ImageRecord], filters: FilterArgs) -> list[ImageRecord]:
         """`docker images --filter` as moby's Images: RepoTags narrowed to matching refs."""
@@ -321,7 +321,7 @@ class ImageRoutes:
         """moby ImageHistory: newest first; only the top entry names the image and its tags
         (these images have no parents)."""
         image = self.engine.images.get(call.params["name"])
-        layer_sizes = [self.engine.images.get_layer(c).size_bytes for c in image.chain_ids]
+        layer_sizes = [self.engine.images.get_layer(c).shown_bytes for c in image.chain_ids]
         entries = []
         for entry in image.config.history:
             size = 0 if entry.empty_layer or not layer_sizes else layer_sizes.pop(0)
@@ -367,7 +367,7 @@ class ImageRoutes:
                 until_ns
             ):
                 continue
-            sizes = {c: self.engine.images.get_layer(c).size_bytes for c in image.chain_ids}
+            sizes = {c: self.engine.images.get_layer(c).shown_bytes for c in image.chain_ids}
             items: list[DeleteItem] = []
             try:
                 for ref in image.references:

@@ -180,7 +180,7 @@ class TransferRoutes:
         for record in records:
             users[record.image_id] = users.get(record.image_id, 0) + 1
         images = store.list()
-        sizes = {c: store.get_layer(c).size_bytes for c in store.list_layers()}
+        sizes = {c: store.get_layer(c).shown_bytes for c in store.list_layers()}
         # SharedSize: the image's layers that another image also stacks on (moby df).
         layer_images: dict[str, int] = {}
         for image in images:

@@ -93,6 +93,7 @@ __all__ = [
 
 _CHUNK_BYTES = 1 << 20
 _TAR_SPLIT = "tar-split.gz"
+_DIFF_SIZE = "diff_size"
 _DISTRIBUTION_SOURCES_MAX = 16
 _WHITEOUT_PREFIX = ".wh."
 _OPAQUE_MARKER = ".wh..wh..opq"
@@ -157,7 +158,13 @@ class LayerRecord:
     chain_id: str
     diff_id: str
     parent: str | None
-    size_bytes: int
+    size_bytes: int  # of the uncompressed tar
+    content_bytes: int | None = None  # what Docker shows: the files' bytes
+
+    @property
+    def shown_bytes(self) -> int:
+        """The size Docker reports for this layer (`docker images`, `history`, `df`)."""
+        return self.content_bytes if self.content_bytes is not None else self.size_bytes
 
 
 @dataclass(frozen=True)
@@ -381,10 +388,11 @@ def extract_layer(
     *,
     is_root: bool | None = None,
     recorder: SplitRecorder | None = None,
-) -> tuple[str, int]:
+) -> tuple[str, int, int]:
     """Extract a (gzip, bzip2, xz or uncompressed) layer tar into the new directory `dest`.
 
-    Returns (diff_id, uncompressed size in bytes). `dest` must not exist. On error `dest`
+    Returns (diff_id, uncompressed tar size, content size) in bytes; the content size is
+    what Docker shows as a layer's size (moby UnpackLayer: the sum of the entries' sizes). `dest` must not exist. On error `dest`
     may hold a partial tree: the caller stages it in `tmp/` and removes it. `recorder`
     (tarsplit.py) is fed the uncompressed stream, so the tar can be reassembled later.
     """
@@ -395,10 +403,12 @@ def extract_layer(
     hashing = _HashingReader(source, recorder)
     os.mkdir(dest, 0o755)
     dir_times: list[tuple[Path, float]] = []
+    content_bytes = 0
     try:
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 _extract_member(tar, member, dest, root_user, dir_times, recorder)
+                content_bytes += member.size if member.isreg() else 0
             if not hashing.ends_cleanly_at(tar.offset):
                 raise LayerError("invalid layer tar: unexpected EOF")
         # The digest covers the whole stream, tar padding after the end marker included.
@@ -408,7 +418,7 @@ def extract_layer(
     # Directory mtimes last: creating their entries has changed them.
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
-    return "sha256:" + hashing.sha256.hexdigest(), hashing.size_bytes
+    return "sha256:" + hashing.sha256.hexdigest(), hashing.size_bytes, content_bytes
 
 
 def _extract_member(
@@ -659,7 +669,11 @@ class ImageStore:
             raise ImageStoreError(f"layer not found: {chain_id}") from None
         parent_path = directory / "parent"
         parent = parent_path.read_text() if parent_path.exists() else None
-        return LayerRecord(chain_id, diff_id, parent, size_bytes)
+        try:
+            content: int | None = int((directory / _DIFF_SIZE).read_text())
+        except FileNotFoundError:
+            content = None  # a layer stored before the content size was recorded
+        return LayerRecord(chain_id, diff_id, parent, size_bytes, content)
 
     def has_layer(self, chain_id: str) -> bool:
         return (self.layer_dir(chain_id) / "diff_id").exists()
@@ -686,19 +700,21 @@ class ImageStore:
                 if parent is not None and not self.has_layer(parent):
                     raise ImageStoreError(f"parent layer not found: {parent}")
                 self._commit_layer(staged, chain_id, diff_id, parent, size)
-            return LayerRecord(chain_id, diff_id, parent, size)
+            return self.get_layer(chain_id)
         finally:
             _remove_tree(staged)
 
     @staticmethod
     def _extract_recorded(stream: IO[bytes], staged: Path) -> tuple[str, int]:
-        """Extract into `staged/diff`, recording `staged/tar-split.gz` (tarsplit.py)."""
+        """Extract into `staged/diff`, recording `staged/tar-split.gz` (tarsplit.py) and the
+        content size (`staged/diff_size`)."""
         with open(staged / _TAR_SPLIT, "xb") as record_file:
             recorder = SplitRecorder(record_file)
-            diff_id, size = extract_layer(stream, staged / "diff", recorder=recorder)
+            diff_id, size, content = extract_layer(stream, staged / "diff", recorder=recorder)
             recorder.close()
             record_file.flush()
             os.fsync(record_file.fileno())
+        (staged / _DIFF_SIZE).write_text(str(content))
         return diff_id, size
 
     @contextlib.contextmanager

@@ -34,8 +34,8 @@ def test_every_compression_gives_the_uncompressed_diff_id(
     tmp_path: Path, compress: Callable[[bytes], bytes]
 ) -> None:
     tar = plain_tar()
-    diff_id, size = extract_layer(io.BytesIO(compress(tar)), tmp_path / "layer", is_root=False)
-    reference, _ = extract_layer(io.BytesIO(tar), tmp_path / "reference", is_root=False)
+    diff_id, size, _ = extract_layer(io.BytesIO(compress(tar)), tmp_path / "layer", is_root=False)
+    reference, _, _ = extract_layer(io.BytesIO(tar), tmp_path / "reference", is_root=False)
     assert (diff_id, size) == (reference, len(tar))
     assert (tmp_path / "layer" / "etc" / "hello").read_bytes() == b"hello\n"
 
