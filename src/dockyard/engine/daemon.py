@@ -100,7 +100,7 @@ from dockyard.engine.images.snapshotter import (
     mount,
     unmount,
 )
-from dockyard.engine.images.store import ImageNotFound, ImageStore, ImageUser
+from dockyard.engine.images.store import LAYER_LEASE_S, ImageNotFound, ImageStore, ImageUser
 from dockyard.engine.listeners import (
     API_MAX_BODY_BYTES,
     bind_listener,
@@ -325,6 +325,8 @@ class Engine:
     async def recover(self) -> None:
         """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
         await asyncio.to_thread(self._clear_stale_mounts)
+        # Interrupted pulls, loads and builds: staging and layers no image took.
+        await asyncio.to_thread(self.images.recover, lease_s=LAYER_LEASE_S, now_s=time.time())
         for record in list(self.containers):
             if not record.state.running:
                 if record.state.status == "exited":

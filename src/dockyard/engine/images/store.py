@@ -74,6 +74,7 @@ from dockyard.engine.images.model import (
 from dockyard.engine.images.tarsplit import SplitRecorder, TarSplitMismatch, open_reassembled
 
 __all__ = [
+    "LAYER_LEASE_S",
     "BlobCorrupted",
     "DeleteItem",
     "DistributionSource",
@@ -94,6 +95,9 @@ __all__ = [
 _CHUNK_BYTES = 1 << 20
 _TAR_SPLIT = "tar-split.gz"
 _DIFF_SIZE = "diff_size"
+# How long a layer may wait unreferenced for the image that will use it (a pull, load or
+# build registers layers first), and staging may sit in tmp/, before recovery removes it.
+LAYER_LEASE_S = 15 * 60.0
 _DISTRIBUTION_SOURCES_MAX = 16
 _WHITEOUT_PREFIX = ".wh."
 _OPAQUE_MARKER = ".wh..wh..opq"
@@ -392,9 +396,10 @@ def extract_layer(
     """Extract a (gzip, bzip2, xz or uncompressed) layer tar into the new directory `dest`.
 
     Returns (diff_id, uncompressed tar size, content size) in bytes; the content size is
-    what Docker shows as a layer's size (moby UnpackLayer: the sum of the entries' sizes). `dest` must not exist. On error `dest`
-    may hold a partial tree: the caller stages it in `tmp/` and removes it. `recorder`
-    (tarsplit.py) is fed the uncompressed stream, so the tar can be reassembled later.
+    what Docker shows as a layer's size (moby UnpackLayer: the sum of the entries' sizes).
+    `dest` must not exist. On error `dest` may hold a partial tree: the caller stages it in
+    `tmp/` and removes it. `recorder` (tarsplit.py) is fed the uncompressed stream, so the
+    tar can be reassembled later.
     """
     root_user = os.geteuid() == 0 if is_root is None else is_root
     head = _read_head(stream, _MAGIC_BYTES)
@@ -539,6 +544,16 @@ class _LayerErrors:
             raise LayerError(str(exc)) from exc
 
 
+def _is_fresh(path: Path, lease_s: float, now_s: float | None) -> bool:
+    """Whether `path` changed less than `lease_s` before `now_s` (never without a lease)."""
+    if lease_s <= 0 or now_s is None:
+        return False
+    try:
+        return now_s - os.lstat(path).st_mtime < lease_s
+    except FileNotFoundError:
+        return False
+
+
 def chain_ids_on(parent_chain_id: str, diff_id: str) -> str:
     """The chain ID of layer `diff_id` on top of the chain `parent_chain_id`."""
     return chain_ids([parent_chain_id, diff_id])[-1]
@@ -624,11 +639,17 @@ class ImageStore:
             return
         _remove_tree(graveyard)
 
-    def recover(self) -> None:
-        """Remove leftovers of interrupted operations. Call when the engine starts."""
+    def recover(self, *, lease_s: float = 0.0, now_s: float | None = None) -> None:
+        """Remove leftovers of interrupted operations (staging, layers no image took).
+
+        Call when the engine starts. Work younger than `lease_s` is kept: another process
+        (`dockyard image bootstrap`) may be using the store right now.
+        """
         with self._locked():
             for leftover in self._tmp.iterdir():
-                _remove_tree(leftover)
+                if not _is_fresh(leftover, lease_s, now_s):
+                    _remove_tree(leftover)
+        self.gc(lease_s=lease_s, now_s=now_s)
 
     # -- blobs ----------------------------------------------------------------
 
@@ -1191,11 +1212,7 @@ class ImageStore:
         with self._locked():
             references = self._layer_references()
             for chain_id in self.list_layers():
-                leased = (
-                    lease_s > 0
-                    and now_s is not None
-                    and now_s - self.layer_dir(chain_id).stat().st_mtime < lease_s
-                )
+                leased = _is_fresh(self.layer_dir(chain_id), lease_s, now_s)
                 if references[chain_id] == 0 and not leased:
                     self._discard(self.layer_dir(chain_id))
                     removed.append(chain_id)

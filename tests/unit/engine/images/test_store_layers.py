@@ -213,3 +213,17 @@ def test_gc_keeps_freshly_registered_layers_within_the_lease(store: ImageStore) 
     registered_s = store.layer_dir(layer.chain_id).stat().st_mtime
     assert store.gc(lease_s=600, now_s=registered_s + 10) == []
     assert store.gc(lease_s=600, now_s=registered_s + 601) == [layer.chain_id]
+
+
+def test_recovery_removes_what_interrupted_work_left(store: ImageStore) -> None:
+    raw = random_tar(random.Random(SEED), tarfile.PAX_FORMAT)
+    layer = store.register_layer(io.BytesIO(raw), None)  # a pull that died before its commit
+    staging = store.root / "tmp" / "half-written"
+    staging.mkdir()
+    (staging / "layer.tar").write_bytes(raw[:100])
+    registered_s = store.layer_dir(layer.chain_id).stat().st_mtime
+    # Within the lease another process may still be working: nothing is touched.
+    store.recover(lease_s=600, now_s=registered_s + 10)
+    assert staging.exists() and store.list_layers() == [layer.chain_id]
+    store.recover()
+    assert not staging.exists() and store.list_layers() == []
