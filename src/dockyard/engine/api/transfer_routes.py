@@ -88,16 +88,18 @@ def _load_message(event: LoadEvent, quiet: bool) -> bytes | None:
 
 
 def directory_size(path: Path) -> int:
-    """moby pkg/directory Size: the bytes of the regular files below `path`, each inode once."""
+    """moby pkg/directory Size: st_size of everything below `path` but directories (so a
+    symlink counts its target's length), each inode once."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for directory, _dirs, files in os.walk(path):
-        for name in files:
+    for directory, dirs, files in os.walk(path):
+        # os.walk lists a symlink to a directory among `dirs` (and does not follow it).
+        for name in (*files, *dirs):
             try:
                 st = os.lstat(os.path.join(directory, name))
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            if not stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
     return total

@@ -396,7 +396,8 @@ def extract_layer(
     """Extract a (gzip, bzip2, xz or uncompressed) layer tar into the new directory `dest`.
 
     Returns (diff_id, uncompressed tar size, content size) in bytes; the content size is
-    what Docker shows as a layer's size (moby UnpackLayer: the sum of the entries' sizes).
+    what Docker shows as a layer's size (overlay2's ApplyDiff: moby directory.Size of the
+    extracted tree).
     `dest` must not exist. On error `dest` may hold a partial tree: the caller stages it in
     `tmp/` and removes it. `recorder` (tarsplit.py) is fed the uncompressed stream, so the
     tar can be reassembled later.
@@ -413,7 +414,7 @@ def extract_layer(
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 _extract_member(tar, member, dest, root_user, dir_times, recorder)
-                content_bytes += member.size if member.isreg() else 0
+                content_bytes += _shown_size(member)
             if not hashing.ends_cleanly_at(tar.offset):
                 raise LayerError("invalid layer tar: unexpected EOF")
         # The digest covers the whole stream, tar padding after the end marker included.
@@ -424,6 +425,16 @@ def extract_layer(
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
     return "sha256:" + hashing.sha256.hexdigest(), hashing.size_bytes, content_bytes
+
+
+def _shown_size(member: tarfile.TarInfo) -> int:
+    """The entry's share of moby's directory.Size: st_size of every non-directory, so a
+    symlink counts its target's length; a hard link shares its source's inode."""
+    if member.isreg():
+        return member.size
+    if member.issym():
+        return len(member.linkname.encode("utf-8", "surrogateescape"))
+    return 0
 
 
 def _extract_member(
