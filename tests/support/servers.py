@@ -108,22 +108,9 @@ def _spawn(
     return server
 
 
-def start_etcd(
-    base_dir: Path,
-    name: str = "ref",
-    extra: Sequence[str] = (),
-    scheme: str = "http",
-    ssl_context: object | None = None,
-) -> ServerProcess:
-    if not Path(ETCD_BINARY).exists():
-        raise RuntimeError(
-            f"{ETCD_BINARY} is missing: install Debian's etcd-server (scripts/setup.sh)"
-        )
-    client_port, peer_port = free_port(), free_port()
-    data_dir = base_dir / f"etcd-{name}"
-    url = f"{scheme}://127.0.0.1:{client_port}"
-    peer = f"http://127.0.0.1:{peer_port}"
-    argv = [
+def etcd_argv(data_dir: Path, url: str, name: str, peer: str, initial: str) -> list[str]:
+    """etcd 3.4 with the v2 API on, one client URL and one peer URL."""
+    return [
         ETCD_BINARY,
         "--enable-v2=true",
         "--name",
@@ -139,9 +126,26 @@ def start_etcd(
         "--initial-advertise-peer-urls",
         peer,
         "--initial-cluster",
-        f"{name}={peer}",
-        *extra,
+        initial,
     ]
+
+
+def start_etcd(
+    base_dir: Path,
+    name: str = "ref",
+    extra: Sequence[str] = (),
+    scheme: str = "http",
+    ssl_context: object | None = None,
+) -> ServerProcess:
+    if not Path(ETCD_BINARY).exists():
+        raise RuntimeError(
+            f"{ETCD_BINARY} is missing: install Debian's etcd-server (scripts/setup.sh)"
+        )
+    client_port, peer_port = free_port(), free_port()
+    data_dir = base_dir / f"etcd-{name}"
+    url = f"{scheme}://127.0.0.1:{client_port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    argv = [*etcd_argv(data_dir, url, name, peer, f"{name}={peer}"), *extra]
     return _spawn(
         "etcd", argv, url, data_dir, base_dir / f"etcd-{name}.log", ssl_context=ssl_context
     )
@@ -219,6 +223,30 @@ class DockyardCluster:
         for server in self.started:
             server.stop(signal.SIGKILL)
 
+    def peer_url(self, name: str) -> str:
+        argv = self.members[name].argv
+        return argv[argv.index("--listen-peer-urls") + 1]
+
+    def new_peer_url(self) -> str:
+        return f"http://127.0.0.1:{free_port()}"
+
+    def join(self, name: str, peer_url: str, *, wait: bool = True) -> ServerProcess:
+        """Start member `name` on `peer_url` with --initial-cluster-state existing (the
+        cluster must have added it first); --initial-cluster names the running members."""
+        running = {n: self.peer_url(n) for n, s in self.members.items() if s.process.poll() is None}
+        initial = ",".join(f"{n}={u}" for n, u in {**running, name: peer_url}.items())
+        url = f"http://127.0.0.1:{free_port()}"
+        data_dir = self.base_dir / f"dockyard-{name}"
+        argv = dockyard_argv(data_dir, [url], name, peer_url)
+        argv[argv.index("--initial-cluster") + 1] = initial
+        argv += ["--initial-cluster-state", "existing"]
+        server = _spawn(
+            "dockyard", argv, url, data_dir, self.base_dir / f"dockyard-{name}.log", wait=wait
+        )
+        self.started.append(server)
+        self.members[name] = server
+        return server
+
 
 @contextlib.contextmanager
 def start_dockyard_cluster(
@@ -247,6 +275,31 @@ def start_dockyard_cluster(
                 wait_until_serving(server.url, server.process)
             except Exception:
                 raise RuntimeError(f"cluster member failed to start:\n{server.log()}") from None
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+@contextlib.contextmanager
+def start_etcd_cluster(base_dir: Path, size: int = 3) -> Iterator[DockyardCluster]:
+    """A real etcd 3.4 cluster of `size` members on free loopback ports (names e0, e1, ...),
+    each answering /version. All are killed by PID at the end."""
+    if not Path(ETCD_BINARY).exists():
+        raise RuntimeError(f"{ETCD_BINARY} is missing: install Debian's etcd-server")
+    names = [f"e{i}" for i in range(size)]
+    peers = {name: f"http://127.0.0.1:{free_port()}" for name in names}
+    initial = ",".join(f"{name}={url}" for name, url in peers.items())
+    cluster = DockyardCluster(base_dir, {})
+    try:
+        for name in names:
+            url = f"http://127.0.0.1:{free_port()}"
+            data_dir = base_dir / f"etcd-{name}"
+            argv = etcd_argv(data_dir, url, name, peers[name], initial)
+            server = _spawn("etcd", argv, url, data_dir, base_dir / f"etcd-{name}.log", wait=False)
+            cluster.started.append(server)
+            cluster.members[name] = server
+        for server in cluster.members.values():
+            wait_until_serving(server.url, server.process)
         yield cluster
     finally:
         cluster.stop_all()

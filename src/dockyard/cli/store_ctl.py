@@ -641,6 +641,76 @@ def member_list_cmd(ctl: Ctl, args: tuple[str, ...]) -> None:
             )
 
 
+@member_group.command("add", cls=CtlCommand)
+@ARGS
+@connection_options
+def member_add_cmd(ctl: Ctl, args: tuple[str, ...]) -> None:
+    """add a new member to the etcd cluster: member add <name> <peerURL>[,<peerURL>...]"""
+    if len(args) != 2:
+        click.echo("Provide a name and a single member peerURL", err=True)
+        sys.exit(EXIT_BAD_ARGS)
+    name, urls = args[0], [u for u in args[1].split(",") if u]
+    with ctl.client() as client:
+        try:
+            added = client.add_member(urls)
+            members = client.members()
+        except ConnectionFailedError as e:
+            fail(EXIT_BAD_CONNECTION, e)
+        except StoreClientError as e:
+            click.echo(str(e), err=True)
+            sys.exit(EXIT_BAD_ARGS)
+    click.echo(f"Added member named {name} with ID {added.id} to cluster")
+    # etcdctl's hint: the environment the new member starts with.
+    initial = [
+        f"{name if m.id == added.id else m.name}={u}"
+        for m in members
+        for u in m.peer_urls
+        if m.name or m.id == added.id
+    ]
+    click.echo("")
+    click.echo(f'ETCD_NAME="{name}"')
+    click.echo(f'ETCD_INITIAL_CLUSTER="{",".join(initial)}"')
+    click.echo('ETCD_INITIAL_CLUSTER_STATE="existing"')
+
+
+@member_group.command("remove", cls=CtlCommand)
+@ARGS
+@connection_options
+def member_remove_cmd(ctl: Ctl, args: tuple[str, ...]) -> None:
+    """remove an existing member from the etcd cluster: member remove <memberID>"""
+    if len(args) != 1:
+        click.echo("Provide a single member ID", err=True)
+        sys.exit(EXIT_BAD_ARGS)
+    with ctl.client() as client:
+        try:
+            client.remove_member(args[0])
+        except ConnectionFailedError as e:
+            fail(EXIT_BAD_CONNECTION, e)
+        except StoreClientError as e:
+            click.echo(str(e), err=True)
+            sys.exit(EXIT_BAD_ARGS)
+    click.echo(f"Removed member {args[0]} from cluster")
+
+
+@member_group.command("update", cls=CtlCommand)
+@ARGS
+@connection_options
+def member_update_cmd(ctl: Ctl, args: tuple[str, ...]) -> None:
+    """update an existing member in the etcd cluster: member update <memberID> <peerURLs>"""
+    if len(args) != 2:
+        click.echo("Provide an ID and a list of comma separated peerURL", err=True)
+        sys.exit(EXIT_BAD_ARGS)
+    with ctl.client() as client:
+        try:
+            client.update_member(args[0], [u for u in args[1].split(",") if u])
+        except ConnectionFailedError as e:
+            fail(EXIT_BAD_CONNECTION, e)
+        except StoreClientError as e:
+            click.echo(str(e), err=True)
+            sys.exit(EXIT_BAD_ARGS)
+    click.echo(f"Updated member with ID {args[0]} in cluster")
+
+
 @click.command("cluster-health", cls=CtlCommand)
 @click.option(
     "--forever", "-f", is_flag=True, help="forever check the health every 10 second until CTRL+C"

@@ -157,14 +157,6 @@ def register(group: click.Group) -> None:
                     raise click.ClickException(
                         "--election-timeout must be at least twice --heartbeat-interval"
                     )
-                if (
-                    initial_cluster_state == "existing"
-                    and not ((data_dir or default_data_dir()) / "member" / "raft").exists()
-                ):
-                    raise click.ClickException(
-                        "joining a running cluster (--initial-cluster-state existing) is not "
-                        "supported yet: start every member with --initial-cluster-state new"
-                    )
         # The server's modules load here, not at import, so other commands start fast.
         from dockyard.store.node import StoreDataError
         from dockyard.store.server import ConfigError, ServeConfig
@@ -190,6 +182,7 @@ def register(group: click.Group) -> None:
             initial_cluster=tuple(cluster.items()) if len(cluster) > 1 else (),
             heartbeat_interval_ms=heartbeat_interval,
             election_timeout_ms=election_timeout,
+            initial_cluster_state=initial_cluster_state,
         )
         try:
             run(config)

@@ -48,14 +48,17 @@ class ConfChange:
 
     kind: ConfChangeKind
     node_id: int
+    # Opaque to the core; the driver's (etcd's ConfChange.Context: the member's URLs).
+    context: bytes = b""
 
     def encode(self) -> bytes:
-        return f"{self.kind.value}:{self.node_id}".encode()
+        head = f"{self.kind.value}:{self.node_id}".encode()
+        return head + b":" + self.context if self.context else head
 
     @classmethod
     def decode(cls, data: bytes) -> ConfChange:
-        kind, _, node = data.decode().partition(":")
-        return cls(ConfChangeKind(kind), int(node))
+        kind, node, *context = data.split(b":", 2)
+        return cls(ConfChangeKind(kind.decode()), int(node), context[0] if context else b"")
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,6 +246,7 @@ class Call:
     query: tuple[tuple[str, str], ...] = ()
     form: tuple[tuple[str, str], ...] = ()
     watch: bool = False
+    json_body: bytes | None = None  # sent as application/json (the members API)
 
     @property
     def idempotent(self) -> bool:
@@ -360,9 +361,25 @@ def watch_call(key: str, *, index: int | None = None, recursive: bool = False) -
 
 
 MEMBERS_CALL: Final = Call("GET", "/v2/members")
+
+
+def member_add_call(peer_urls: Sequence[str]) -> Call:
+    return Call("POST", "/v2/members", json_body=json.dumps({"peerURLs": list(peer_urls)}).encode())
+
+
+def member_update_call(member_id: str, peer_urls: Sequence[str]) -> Call:
+    body = json.dumps({"peerURLs": list(peer_urls)}).encode()
+    return Call("PUT", f"/v2/members/{quote(member_id, safe='')}", json_body=body)
+
+
+def member_remove_call(member_id: str) -> Call:
+    return Call("DELETE", f"/v2/members/{quote(member_id, safe='')}")
+
+
 LEADER_CALL: Final = Call("GET", "/v2/members/leader")
 MACHINES_CALL: Final = Call("GET", "/v2/machines")
 HEALTH_CALL: Final = Call("GET", "/health")
+JSON_HEADERS: Final = {"Content-Type": "application/json"}
 VERSION_CALL: Final = Call("GET", "/version")
 
 
@@ -465,6 +482,20 @@ def parse_members(status: int, headers: Mapping[str, str], body: bytes) -> list[
     if data is None:
         raise StoreClientError(f"malformed members answer: {body[:200]!r}", status=status)
     return [_member(m) for m in data.get("members") or ()]
+
+
+def parse_member_added(status: int, headers: Mapping[str, str], body: bytes) -> Member:
+    if status != 201:
+        raise parse_error(status, headers, body)
+    data = _json_object(body)
+    if data is None:
+        raise StoreClientError(f"malformed member answer: {body[:200]!r}", status=status)
+    return _member(data)
+
+
+def parse_no_content(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    if status != 204:
+        raise parse_error(status, headers, body)
 
 
 def parse_leader(status: int, headers: Mapping[str, str], body: bytes) -> Member:
@@ -695,6 +726,8 @@ class StoreClient(_Api):
                     endpoint + call.path,
                     params=list(call.query),
                     data=dict(call.form) if call.form else None,
+                    content=call.json_body,
+                    headers=JSON_HEADERS if call.json_body is not None else None,
                     timeout=self._config.timeout(call, timeout),
                 )
             except httpx.HTTPError as e:
@@ -833,6 +866,18 @@ class StoreClient(_Api):
         r = self._plain(LEADER_CALL)
         return parse_leader(r.status_code, r.headers, r.content)
 
+    def add_member(self, peer_urls: Sequence[str]) -> Member:
+        r = self._plain(member_add_call(peer_urls))
+        return parse_member_added(r.status_code, r.headers, r.content)
+
+    def update_member(self, member_id: str, peer_urls: Sequence[str]) -> None:
+        r = self._plain(member_update_call(member_id, peer_urls))
+        parse_no_content(r.status_code, r.headers, r.content)
+
+    def remove_member(self, member_id: str) -> None:
+        r = self._plain(member_remove_call(member_id))
+        parse_no_content(r.status_code, r.headers, r.content)
+
     def machines(self) -> list[str]:
         r = self._plain(MACHINES_CALL)
         return parse_machines(r.status_code, r.headers, r.content)
@@ -898,6 +943,8 @@ class AsyncStoreClient(_Api):
                     endpoint + call.path,
                     params=list(call.query),
                     data=dict(call.form) if call.form else None,
+                    content=call.json_body,
+                    headers=JSON_HEADERS if call.json_body is not None else None,
                     timeout=self._config.timeout(call, timeout),
                 )
             except httpx.HTTPError as e:
@@ -1018,6 +1065,18 @@ class AsyncStoreClient(_Api):
     async def leader(self) -> Member:
         r = await self._send(LEADER_CALL)
         return parse_leader(r.status_code, r.headers, r.content)
+
+    async def add_member(self, peer_urls: Sequence[str]) -> Member:
+        r = await self._send(member_add_call(peer_urls))
+        return parse_member_added(r.status_code, r.headers, r.content)
+
+    async def update_member(self, member_id: str, peer_urls: Sequence[str]) -> None:
+        r = await self._send(member_update_call(member_id, peer_urls))
+        parse_no_content(r.status_code, r.headers, r.content)
+
+    async def remove_member(self, member_id: str) -> None:
+        r = await self._send(member_remove_call(member_id))
+        parse_no_content(r.status_code, r.headers, r.content)
 
     async def machines(self) -> list[str]:
         r = await self._send(MACHINES_CALL)

@@ -156,5 +156,33 @@ class Bootstrap:
 
 @register
 @dataclass(frozen=True, slots=True)
+class AddMember:
+    """A member added at runtime (a conf-change entry): etcd writes its raftAttributes; it
+    publishes its name and client URLs (`Bootstrap`) once it runs."""
+
+    member_id: str
+    peer_urls: tuple[str, ...]
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    """A member removed at runtime: etcd deletes its member keys and records the ID under
+    removed_members, so that it can never rejoin under the same ID."""
+
+    member_id: str
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class UpdateMember:
+    """New peer URLs for a member (etcd's UpdateMember: its raftAttributes rewritten)."""
+
+    member_id: str
+    peer_urls: tuple[str, ...]
+
+
+@register
+@dataclass(frozen=True, slots=True)
 class Noop:
     """An entry that changes nothing: a read barrier for linearizable (quorum) reads."""

@@ -106,3 +106,13 @@ class HistoryCleared(StoreError):
 
 class RaftInternalError(StoreError):
     code = 300
+
+
+class MembershipError(Exception):
+    """A /v2/members change refused, with etcd's HTTP status and message (not a keys-API
+    error: the members API answers `{"message": ...}`)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -32,7 +32,7 @@ from dockyard.http.types import (
 from dockyard.store import commands as c
 from dockyard.store.auth import AuthState
 from dockyard.store.backend import StoreBackend
-from dockyard.store.errors import StoreError, Unauthorized
+from dockyard.store.errors import MembershipError, StoreError, Unauthorized
 from dockyard.store.http_auth import (
     basic_auth_user,
     handle_auth,
@@ -343,7 +343,7 @@ class V2Api:
             "clientURLs": member["clientURLs"],
         }
 
-    def _members(self, request: Request, rest: str) -> Response:
+    def _members(self, request: Request, rest: str) -> HandlerResult:
         methods = ("GET", "POST", "DELETE", "PUT")
         if request.method not in methods:
             return _not_allowed(methods)
@@ -367,6 +367,8 @@ class V2Api:
                     200, (go_json(self._member_json(leader_id, member)) + "\n").encode()
                 )
             return self._message(404, "Not found")
+        if request.method in ("DELETE", "PUT") and not rest:
+            return _not_allowed(("GET", "POST"))  # etcd's getID: no member ID in the path
         if request.method in ("POST", "PUT"):
             content_type = request.headers.get("content-type", "")
             if content_type.split(";", 1)[0].strip() != JSON:
@@ -378,18 +380,29 @@ class V2Api:
             if problem is not None:
                 return self._message(400, problem)
         if request.method in ("DELETE", "PUT") and rest not in members:
+            if rest in self.node.tree.removed_members:
+                return self._message(410, f"Member permanently removed: {rest}")
             return self._message(404, f"No such member: {rest}")
-        # A valid change, but runtime membership changes are not built yet: a single member
-        # cannot add a peer it cannot reach, and the clustered store does not propose conf
-        # changes yet.
-        if self.node.leader_id == self.node.member_id and len(members) == 1:
-            reason = (
-                "membership changes need the replicated store; this dockyard store runs a "
-                "single member"
-            )
-        else:
-            reason = "membership changes at runtime are not supported by this dockyard store yet"
-        return self._message(409, reason)
+        peer_urls = ()
+        if request.method in ("POST", "PUT"):
+            peer_urls = tuple(json.loads(request.body)["peerURLs"])
+        return self._change_members(request.method, rest, peer_urls)
+
+    async def _change_members(
+        self, method: str, member_id: str, peer_urls: tuple[str, ...]
+    ) -> Response:
+        try:
+            if method == "POST":
+                added = await self.node.add_member(peer_urls)
+                # etcd answers the new member with 201 and a trailing newline.
+                return self._json(201, (go_json(added) + "\n").encode())
+            if method == "PUT":
+                await self.node.update_member(member_id, peer_urls)
+            else:
+                await self.node.remove_member(member_id)
+        except MembershipError as error:
+            return self._message(error.status, error.message)
+        return Response(204, b"", None, (self._cluster_header, *CORS))
 
     def _message(self, status: int, message: str) -> Response:
         # etcd's httptypes.HTTPError.WriteTo: json.Marshal, so no trailing newline.

@@ -35,7 +35,7 @@ from typing import Any
 
 from dockyard.store import commands as c
 from dockyard.store.auth import AuthError
-from dockyard.store.errors import RaftInternalError
+from dockyard.store.errors import MembershipError, RaftInternalError
 from dockyard.store.snapshot import Snapshot, load_latest_snapshot, save_snapshot
 from dockyard.store.state import StateView, StoreState
 from dockyard.store.tree import ApplyResult, Event, Watcher
@@ -68,6 +68,11 @@ class NodeConfig:
     cluster_token: str = "etcd-cluster"
     snapshot_count: int = 100_000  # entries between snapshots (etcd 3.4: 100,000)
     segment_bytes: int = 64 * 2**20
+
+
+_SINGLE_MEMBER = (
+    "membership changes need the replicated store; this dockyard store runs a single member"
+)
 
 
 class StoreDataError(Exception):
@@ -333,3 +338,14 @@ class StoreNode(StateView):
 
     def unwatch(self, watcher: Watcher) -> None:
         self.tree.remove_watcher(watcher)
+
+    # A single member's WAL has no conf changes: a store that should grow is started as a
+    # cluster (`--initial-cluster` with its members), whose members can be changed.
+    async def add_member(self, peer_urls: tuple[str, ...]) -> dict[str, Any]:
+        raise MembershipError(409, _SINGLE_MEMBER)
+
+    async def remove_member(self, member_id: str) -> None:
+        raise MembershipError(409, _SINGLE_MEMBER)
+
+    async def update_member(self, member_id: str, peer_urls: tuple[str, ...]) -> None:
+        raise MembershipError(409, _SINGLE_MEMBER)

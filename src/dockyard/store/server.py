@@ -43,6 +43,7 @@ class ServeConfig:
     initial_cluster: tuple[tuple[str, tuple[str, ...]], ...] = ()
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
+    initial_cluster_state: str = "new"
 
 
 class ConfigError(Exception):
@@ -83,10 +84,12 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
                 config.heartbeat_interval_ms,
                 config.election_timeout_ms,
                 config.snapshot_count,
+                config.initial_cluster_state,
             )
         )
         start = member.start
         close = member.close
+        removed = member.removed
     else:
         node = single = StoreNode(
             NodeConfig(
@@ -100,6 +103,7 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
         )
         start = single.start
         close = single.close
+        removed = asyncio.Event()  # a single member is never removed
     await start()
     # The key tree is a large, long-lived object graph: move what recovery loaded out of the
     # collector's way, and collect young objects less often (measured at 100,000 keys: GC
@@ -123,7 +127,13 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
         )
         if ready is not None:
             ready.set()
-        await stop.wait()
+        # Until SIGTERM/SIGINT, or until the cluster removes this member (etcd exits then).
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(removed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        if removed.is_set():
+            _log.warning("store %s: removed from the cluster; stopping", config.name)
     finally:
         await http.close(grace_s=2.0)
         await close()

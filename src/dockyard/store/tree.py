@@ -255,6 +255,7 @@ class KeyTree:
         self.watcher_count = 0
         self.stats = StoreStats()
         self.members: dict[str, dict[str, Any]] = {}
+        self.removed_members: set[str] = set()
         self.cluster_version = ""
         self._deliveries: list[tuple[Watcher, Event]] = []
 
@@ -698,6 +699,36 @@ class KeyTree:
         assert event is not None
         return event
 
+    def _apply_add_member(self, cmd: c.AddMember, now_ns: int) -> Event:
+        """etcd's AddMember: one internal write (the member's raftAttributes)."""
+        self.members[cmd.member_id] = {
+            "name": "",
+            "peerURLs": list(cmd.peer_urls),
+            "clientURLs": [],
+        }
+        return self._internal_write(f"/0/members/{cmd.member_id}/raftAttributes")
+
+    def _apply_remove_member(self, cmd: c.RemoveMember, now_ns: int) -> Event:
+        """etcd's RemoveMember: delete the member's keys, then mark its ID removed."""
+        self.members.pop(cmd.member_id, None)
+        self.removed_members.add(cmd.member_id)
+        self._internal_write(f"/0/members/{cmd.member_id}")
+        return self._internal_write(f"/0/removed_members/{cmd.member_id}")
+
+    def _apply_update_member(self, cmd: c.UpdateMember, now_ns: int) -> Event:
+        member = self.members.get(cmd.member_id)
+        if member is not None:
+            member["peerURLs"] = list(cmd.peer_urls)
+        return self._internal_write(f"/0/members/{cmd.member_id}/raftAttributes")
+
+    def _internal_write(self, suffix: str) -> Event:
+        self.index += 1
+        event = Event(
+            "set", NodeValue(_INTERNAL_PREFIX + suffix, "", False, self.index, self.index)
+        )
+        self._add_history(event)
+        return event
+
     def consume_internal_indexes(self, count: int) -> None:
         """Writes to etcd's internal namespaces (auth data under /2) use store indexes and
         history slots too; no user watch can see them."""
@@ -729,6 +760,7 @@ class KeyTree:
             "root": dump(self.root),
             "history": history,
             "members": self.members,
+            "removed_members": sorted(self.removed_members),
             "cluster_version": self.cluster_version,
             "stats": self.stats.counts,
         }
@@ -756,6 +788,7 @@ class KeyTree:
         for item in data["history"]:
             tree._add_history(event_from_json(item))
         tree.members = data["members"]
+        tree.removed_members = set(data.get("removed_members", ()))
         tree.cluster_version = data["cluster_version"]
         tree.stats.counts.update(data["stats"])
         return tree
@@ -791,4 +824,7 @@ _APPLY: dict[type, Any] = {
     c.CompareAndDelete: KeyTree._apply_cad,
     c.ExpireKeys: KeyTree._apply_expire,
     c.Bootstrap: KeyTree._apply_bootstrap,
+    c.AddMember: KeyTree._apply_add_member,
+    c.RemoveMember: KeyTree._apply_remove_member,
+    c.UpdateMember: KeyTree._apply_update_member,
 }

@@ -205,3 +205,24 @@ def test_snapshot_round_trip_preserves_everything_observable() -> None:
     later = c.ExpireKeys(NOW + 10 * S)
     a, b = tree.apply(later, NOW), copy.apply(later, NOW)
     assert [e.node.key for e in a.expired] == [e.node.key for e in b.expired], f"seed={seed}"
+
+
+def test_membership_writes_consume_indexes_as_etcds_and_survive_snapshots() -> None:
+    tree = KeyTree()
+    ok(tree, c.Bootstrap("a1", "one", ("http://a:2380",), ("http://a:2379",)))
+    start = tree.index
+    # etcd: AddMember writes raftAttributes (1); RemoveMember deletes the member and records
+    # it under removed_members (2); UpdateMember rewrites raftAttributes (1).
+    ok(tree, c.AddMember("b2", ("http://b:2380",)))
+    assert tree.index == start + 1
+    assert tree.members["b2"] == {"name": "", "peerURLs": ["http://b:2380"], "clientURLs": []}
+    ok(tree, c.UpdateMember("b2", ("http://b:2390",)))
+    assert tree.index == start + 2 and tree.members["b2"]["peerURLs"] == ["http://b:2390"]
+    ok(tree, c.RemoveMember("a1"))
+    assert tree.index == start + 4
+    assert set(tree.members) == {"b2"} and tree.removed_members == {"a1"}
+    copy = KeyTree.from_snapshot(tree.to_snapshot())
+    assert copy.members == tree.members and copy.removed_members == {"a1"}
+    # Internal writes are in the history (they use indexes) under keys no user path matches.
+    internal = list(tree.history_events(start + 1))
+    assert len(internal) == 4 and all(e.node.key.startswith("\x00/0/") for e in internal)

@@ -54,7 +54,18 @@ Rules:
   contents, before anything else of that Ready is done.
 - Start-up loads the newest snapshot and replays only the log entries after it.
 
-Limits (this version): no runtime membership changes; no peer TLS. The fsync runs on the
+- Membership (etcd's /v2/members): a change is a conf-change entry whose context names the
+  proposer, its request number and the member's peer URLs; applying it updates the state's
+  members (`AddMember`/`RemoveMember`, as etcd's internal writes) and the transport's peers
+  here, and the core's voters when the Ready is advanced. A conf change is proposed once a
+  leader takes it and never repeated (a repeat committed after a later change would undo
+  it). A member added at runtime starts with `--initial-cluster-state existing`: it learns
+  its ID and the cluster's from a running member (GET /members on the peer listener),
+  starts with an empty log and no configuration, and gets the leader's snapshot. The IDs
+  are kept in member/identity.json; from then on the initial flags are ignored, as etcd's.
+  A member that applies its own removal stops serving and sets `removed`.
+
+Limits (this version): no peer TLS. The fsync runs on the
 event loop, as the single node's does, and so does taking a snapshot.
 
 Must not: parse HTTP (that is `http_v2`), do Raft's decisions (that is the core), or send
@@ -68,6 +79,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import random
 import struct
 import time
@@ -76,10 +88,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from dockyard.http.server import HttpServer
 from dockyard.raft.core import RaftConfig, RaftNode
 from dockyard.raft.messages import (
     NONE,
+    ConfChange,
+    ConfChangeKind,
     Entry,
     EntryKind,
     HardState,
@@ -95,7 +111,7 @@ from dockyard.store.auth import AuthError
 from dockyard.store.cluster.codec import CodecError, unwrap_proposal, wrap_proposal
 from dockyard.store.cluster.storage import RaftStorage
 from dockyard.store.cluster.transport import PeerStats, Transport
-from dockyard.store.errors import RaftInternalError
+from dockyard.store.errors import MembershipError, RaftInternalError
 from dockyard.store.node import (
     EXPIRY_TICK_S,
     StoreDataError,
@@ -121,6 +137,12 @@ SNAPSHOT_COUNT = 100_000  # applied entries between snapshots (etcd 3.4's --snap
 # SnapshotCatchUpEntries); at most --snapshot-count of them, see `_maybe_snapshot`.
 SNAPSHOT_CATCH_UP_ENTRIES = 5_000
 _PAYLOAD_HEAD = struct.Struct("<I")  # length of the JSON metadata that precedes the state
+JOIN_TIMEOUT_S = 2.0  # per member asked, when joining a running cluster
+# etcd's HealthInterval: how long a member must have been reachable to count as connected.
+HEALTH_INTERVAL_S = 5.0
+# etcd answers these with 500 "Internal Server Error" on the v2 API; we say why (same status).
+UNHEALTHY = "etcdserver: unhealthy cluster"
+NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
 
 
 @dataclass(frozen=True)
@@ -140,8 +162,13 @@ class ClusterConfig:
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
     snapshot_count: int = SNAPSHOT_COUNT
+    # etcd's --initial-cluster-state: "existing" joins a running cluster that has already
+    # added this member (member add); ignored once the data dir holds the member.
+    initial_cluster_state: str = "new"
 
     def __post_init__(self) -> None:
+        if self.initial_cluster_state not in ("new", "existing"):
+            raise ValueError("--initial-cluster-state must be 'new' or 'existing'")
         if self.election_timeout_ms < 2 * self.heartbeat_interval_ms:
             raise ValueError("--election-timeout must be at least twice --heartbeat-interval")
         if self.snapshot_count < 1:
@@ -215,6 +242,10 @@ class _Proposal:
     deadline: float
     proposed: bool = False
     proposed_at: float = 0.0
+    # A membership change goes into the log as a conf-change entry. It is proposed once a
+    # leader takes it and never again: a repeat committed after a later change would undo
+    # that change in the core's configuration (the driver cannot veto a conf change).
+    conf_change: ConfChange | None = None
 
 
 @dataclass
@@ -252,6 +283,8 @@ class ClusterMember(StateView):
         self._applied_sequences: _DedupTable = {}
         # The newest snapshot taken or received; the core is compacted to the one before.
         self._snapshot: Snapshot | None = None
+        # Set when the cluster removed this member: the server stops (as etcd exits).
+        self.removed = asyncio.Event()
 
     @property
     def snap_dir(self) -> Path:
@@ -269,20 +302,118 @@ class ClusterMember(StateView):
     def raft_dir(self) -> Path:
         return self.config.data_dir / "member" / "raft"
 
+    @property
+    def identity_path(self) -> Path:
+        return self.config.data_dir / "member" / "identity.json"
+
+    def _read_identity(self) -> bool | None:
+        """Adopt the member and cluster IDs the data dir was created with; None if new.
+        Returns whether this member joined a running cluster (started without bootstrap)."""
+        try:
+            identity = json.loads(self.identity_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        self.member_id = int(identity["member_id"], 16)
+        self.cluster_id = int(identity["cluster_id"], 16)
+        return bool(identity["joined"])
+
+    def _write_identity(self, joined: bool) -> None:
+        # Once written, --initial-cluster no longer decides who this member is (etcd
+        # ignores the initial flags when the data dir exists).
+        data = json.dumps(
+            {
+                "member_id": f"{self.member_id:x}",
+                "cluster_id": f"{self.cluster_id:x}",
+                "joined": joined,
+            }
+        ).encode()
+        path = self.identity_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def _join(self) -> None:
+        """--initial-cluster-state existing: learn this member's ID (given at `member add`),
+        the cluster ID and the members from a running member's peer listener."""
+        own = set(self.config.peer_urls)
+        problems: list[str] = []
+        for m in self.config.initial_cluster:
+            if set(m.peer_urls) == own:
+                continue
+            for url in m.peer_urls:
+                try:
+                    async with httpx.AsyncClient(timeout=JOIN_TIMEOUT_S) as client:
+                        answer = await client.get(url.rstrip("/") + "/members")
+                    listed = answer.json()["members"]
+                    cluster_id = int(answer.headers["X-Etcd-Cluster-Id"], 16)
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+                    problems.append(f"{url}: {error}")
+                    continue
+                mine = [int(i["id"], 16) for i in listed if set(i["peerURLs"]) == own]
+                if not mine:
+                    raise StoreDataError(
+                        f"member {self.config.name} ({', '.join(sorted(own))}) has not been "
+                        "added to the cluster: add it first (dockyard store member add "
+                        f"{self.config.name} {','.join(sorted(own))})"
+                    )
+                self.member_id, self.cluster_id = mine[0], cluster_id
+                self.members = {
+                    int(i["id"], 16): InitialMember(i["name"], tuple(i["peerURLs"])) for i in listed
+                }
+                return
+        raise StoreDataError(
+            "could not reach a member of the cluster to join: " + "; ".join(problems)
+        )
+
+    def _state_from(self, snapshot: Snapshot) -> tuple[StoreState, _DedupTable]:
+        if snapshot.data:
+            return decode_payload(snapshot.data, snapshot.meta.index)
+        # The bootstrap snapshot (index 1) has no data: every member computes it from the
+        # voters' peer URLs. A member that joined later knows them from the members list.
+        voters = {v: self.members.get(v, InitialMember("", ())) for v in snapshot.meta.voters}
+        state = bootstrap_state(voters)
+        state.applied_index = snapshot.meta.index
+        return state, {}
+
     async def start(self) -> None:
         if (self.config.data_dir / "member" / "wal").exists():
             raise StoreDataError(
                 f"{self.config.data_dir} holds a single-member store; a cluster member needs "
                 "an empty data dir (a single member cannot yet be grown into a cluster)"
             )
-        storage, recovered = RaftStorage.open(self.raft_dir, BOOTSTRAP_INDEX + 1)
+        joined = self._read_identity()
+        if joined is None:
+            joined = self.config.initial_cluster_state == "existing"
+            if joined:
+                await self._join()
+            self._write_identity(joined)
+        storage, recovered = RaftStorage.open(self.raft_dir, 1 if joined else BOOTSTRAP_INDEX + 1)
         self._storage = storage
         voters = tuple(sorted(self.members))
-        start = Snapshot(SnapshotMeta(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, voters))
+        if joined:
+            # No configuration of our own: the leader sends its snapshot and log, and with
+            # them the configuration that names us (raft's empty start for a joining node).
+            start = Snapshot(SnapshotMeta(0, 0, ()))
+            self.state = StoreState(applied_index=0)
+            self.state.tree.members = {
+                f"{pid:x}": {"name": m.name, "peerURLs": list(m.peer_urls), "clientURLs": []}
+                for pid, m in self.members.items()
+            }
+        else:
+            start = Snapshot(SnapshotMeta(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, voters))
         saved = load_latest_snapshot(self.snap_dir)
         if saved is not None:
             start = from_snapshot_file(saved)
-            self.state, self._applied_sequences = decode_payload(start.data, start.meta.index)
+            self.state, self._applied_sequences = self._state_from(start)
             self._snapshot = start
         # The log may hold entries at or before the snapshot (the catch-up tail, or all of
         # them after a crash between saving a snapshot and rewriting the log).
@@ -313,9 +444,13 @@ class ClusterMember(StateView):
             len(entries),
             self.raft.term,
         )
-        peers = {pid: m.peer_urls[0] for pid, m in self.members.items() if pid != self.member_id}
         self._transport = Transport(
-            self.member_id, self.cluster_id, peers, self._receive, self._report_snapshot
+            self.member_id,
+            self.cluster_id,
+            self._known_peers(),
+            self._receive,
+            self._report_snapshot,
+            members_json=self._members_json,
         )
         self._transport.start()
         self._peer_server = HttpServer(self._transport.handle)
@@ -332,6 +467,31 @@ class ClusterMember(StateView):
             asyncio.create_task(self._expiry_ticker(), name="store-expiry"),
         ]
         self._wakeup.set()  # replay what the log holds as committed
+
+    def _known_peers(self) -> dict[int, str]:
+        """Peer URL per member: the initial members, then what the state says (members
+        added or moved since); never removed members, never ourselves."""
+        peers = {pid: m.peer_urls[0] for pid, m in self.members.items() if m.peer_urls}
+        for hex_id, m in self.state.tree.members.items():
+            if m["peerURLs"]:
+                peers[int(hex_id, 16)] = m["peerURLs"][0]
+        for hex_id in self.state.tree.removed_members:
+            peers.pop(int(hex_id, 16), None)
+        peers.pop(self.member_id, None)
+        return peers
+
+    def _members_json(self) -> bytes:
+        """GET /members on the peer listener: what a joining member learns its ID from."""
+        listed = [
+            {
+                "id": hex_id,
+                "name": m["name"],
+                "peerURLs": m["peerURLs"],
+                "clientURLs": m["clientURLs"],
+            }
+            for hex_id, m in self.tree.members.items()
+        ]
+        return json.dumps({"members": listed}).encode()
 
     async def close(self) -> None:
         """Stop: hand over leadership if we lead, then stop the loop, the peer listener and
@@ -410,7 +570,7 @@ class ClusterMember(StateView):
         if self._transport is None:
             return {}
         out = {}
-        for pid in self.members:
+        for pid in (int(hex_id, 16) for hex_id in self.tree.members):
             stats = self._transport.stats(pid)
             if stats is not None:
                 out[pid] = stats
@@ -450,6 +610,107 @@ class ClusterMember(StateView):
         finally:
             self._reads.pop(context, None)
 
+    # --- membership (etcd's /v2/members POST, DELETE, PUT) -------------------------------
+
+    async def add_member(self, peer_urls: tuple[str, ...]) -> dict[str, Any]:
+        """Add a voter that will start with --initial-cluster-state existing."""
+        # etcd's order: the strict checks, then the conflicts found when the change applies.
+        self._check_add()
+        for m in self.tree.members.values():
+            if set(peer_urls) & set(m["peerURLs"]):
+                raise MembershipError(409, "membership: peerURL exists")
+        # etcd's NewMember: the time is part of the ID, so a member added again later
+        # (after a remove) gets a new one; removed IDs are never reused.
+        new_id = member_id_for(peer_urls, f"{self.config.cluster_token}{time.time_ns()}")
+        if f"{new_id:x}" in self.tree.members or f"{new_id:x}" in self.tree.removed_members:
+            raise MembershipError(409, "membership: ID exists")
+        await self._change_membership(ConfChangeKind.ADD_VOTER, new_id, peer_urls)
+        return {"id": f"{new_id:x}", "name": "", "peerURLs": list(peer_urls), "clientURLs": []}
+
+    async def remove_member(self, hex_id: str) -> None:
+        if hex_id in self.tree.removed_members:
+            raise MembershipError(410, f"Member permanently removed: {hex_id}")
+        if hex_id not in self.tree.members:
+            raise MembershipError(404, f"No such member: {hex_id}")
+        self._check_remove(int(hex_id, 16))
+        await self._change_membership(ConfChangeKind.REMOVE_VOTER, int(hex_id, 16), ())
+
+    async def update_member(self, hex_id: str, peer_urls: tuple[str, ...]) -> None:
+        """New peer URLs for a member (not a configuration change: the voters stay)."""
+        if hex_id not in self.tree.members:
+            raise MembershipError(404, f"No such member: {hex_id}")
+        for other, m in self.tree.members.items():
+            if other != hex_id and set(peer_urls) & set(m["peerURLs"]):
+                raise MembershipError(409, "membership: peerURL exists")
+        try:
+            await self.propose(c.UpdateMember(hex_id, peer_urls))
+        except RaftInternalError as error:
+            raise MembershipError(500, str(error)) from None
+
+    # etcd's strict reconfiguration checks (etcdserver/server.go mayAddMember and
+    # mayRemoveMember, membership/cluster.go IsReadyTo*VotingMember), from this member's
+    # view: "started" members have published their name; "connected" ones have answered
+    # this member's transport for HEALTH_INTERVAL_S without a failure.
+
+    def _connected(self, pid: int, now: float) -> bool:
+        if pid == self.member_id:
+            return True
+        since = self._transport.active_since(pid) if self._transport is not None else None
+        return since is not None and now - since >= HEALTH_INTERVAL_S
+
+    def _voters(self) -> list[int]:
+        return [int(hex_id, 16) for hex_id in self.tree.members]
+
+    def _started(self, pid: int) -> bool:
+        return bool(self.tree.members.get(f"{pid:x}", {}).get("name"))
+
+    def _check_add(self) -> None:
+        voters = self._voters()
+        started = sum(1 for pid in voters if self._started(pid))
+        members = len(voters) + 1
+        if not (started == 1 and members == 2) and started < members // 2 + 1:
+            raise MembershipError(500, NOT_ENOUGH_STARTED)
+        now = asyncio.get_running_loop().time()
+        if not all(self._connected(pid, now) for pid in voters):
+            raise MembershipError(500, UNHEALTHY)
+
+    def _check_remove(self, removed: int) -> None:
+        voters = self._voters()
+        others = [pid for pid in voters if pid != removed]
+        if sum(1 for pid in others if self._started(pid)) < len(others) // 2 + 1:
+            raise MembershipError(500, NOT_ENOUGH_STARTED)
+        transport = self._transport
+        if removed != self.member_id and (
+            transport is None or transport.active_since(removed) is None
+        ):
+            return  # a member that is down is not part of the active quorum: safe
+        now = asyncio.get_running_loop().time()
+        active = sum(1 for pid in voters if self._connected(pid, now))
+        if active - 1 < 1 + (len(voters) - 1) // 2:
+            raise MembershipError(500, UNHEALTHY)
+
+    async def _change_membership(
+        self, kind: ConfChangeKind, member_id: int, peer_urls: tuple[str, ...]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if self._failed is not None:
+            raise MembershipError(500, self._failed)
+        sequence = next(self._sequence)
+        context = json.dumps(
+            {"proposer": self.member_id, "sequence": sequence, "peerURLs": list(peer_urls)}
+        ).encode()
+        change = ConfChange(kind, member_id, context)
+        future: asyncio.Future[Any] = loop.create_future()
+        proposal = _Proposal(
+            b"", change, future, loop.time() + self.config.request_timeout_s, conf_change=change
+        )
+        self._proposals[sequence] = proposal
+        self._try_propose(proposal)
+        try:
+            await future
+        except RaftInternalError as error:
+            raise MembershipError(500, str(error)) from None
+
     def watch(
         self, key: str, recursive: bool, stream: bool, since_index: int
     ) -> tuple[Watcher, WatchSink]:
@@ -478,7 +739,10 @@ class ClusterMember(StateView):
     def _try_propose(self, proposal: _Proposal) -> None:
         assert self.raft is not None
         # False: no leader known or a transfer in progress; the ticker tries again.
-        proposal.proposed = self.raft.propose(proposal.data)
+        if proposal.conf_change is not None:
+            proposal.proposed = self.raft.propose_conf_change(proposal.conf_change)
+        else:
+            proposal.proposed = self.raft.propose(proposal.data)
         proposal.proposed_at = asyncio.get_running_loop().time()
         if proposal.proposed:
             self._wakeup.set()
@@ -502,8 +766,9 @@ class ClusterMember(StateView):
                 elif now >= p.deadline:
                     del self._proposals[sequence]
                     p.future.set_exception(RaftInternalError(TIMED_OUT))
-                elif (
-                    not p.proposed or now - p.proposed_at >= self.config.election_timeout_ms / 1000
+                elif not p.proposed or (
+                    p.conf_change is None
+                    and now - p.proposed_at >= self.config.election_timeout_ms / 1000
                 ):
                     # Not taken, or taken and not applied within an election timeout (a
                     # forwarded MsgProp lost on the way, a leader deposed before it
@@ -592,7 +857,7 @@ class ClusterMember(StateView):
         then the state and the dedup table are replaced (Raft §7)."""
         assert self._storage is not None
         try:
-            state, dedup = decode_payload(snapshot.data, snapshot.meta.index)
+            state, dedup = self._state_from(snapshot)
         except (ValueError, KeyError, TypeError, struct.error) as error:
             # Checked before anything is written: the log and the state stay as they were.
             raise WalError(
@@ -609,6 +874,8 @@ class ClusterMember(StateView):
         old_tree = self.state.tree
         self.state, self._applied_sequences = state, dedup
         self._snapshot = snapshot
+        if self._transport is not None:
+            self._transport.set_peers(self._known_peers())
         # Watchers registered on the old tree would never fire again: end them as an
         # overflowed watch ends (the stream closes), so clients watch again.
         for bucket in list(old_tree.watchers.values()):
@@ -667,7 +934,7 @@ class ClusterMember(StateView):
             # A new leader: proposals waiting for one, or sent to the old one and possibly
             # lost with it, go (again) now rather than at the next tick.
             for p in self._proposals.values():
-                if not p.future.done():
+                if not p.future.done() and (p.conf_change is None or not p.proposed):
                     self._try_propose(p)
 
     def _apply(self, rd: Ready) -> None:
@@ -687,8 +954,11 @@ class ClusterMember(StateView):
     def _apply_entry(
         self, entry: Entry, now_ns: int, deliveries: list[tuple[Watcher, Event]]
     ) -> None:
-        if entry.kind is EntryKind.CONF_CHANGE or not entry.data:
-            # A new leader's empty entry; conf changes take effect in the core (advance).
+        if entry.kind is EntryKind.CONF_CHANGE:
+            self._apply_conf_change(entry, now_ns)
+            return
+        if not entry.data:
+            # A new leader's empty entry.
             self.state.apply_entry(entry.index, c.Noop(), now_ns)
             return
         try:
@@ -707,6 +977,10 @@ class ClusterMember(StateView):
         result = self.state.apply_entry(entry.index, command, now_ns)
         if isinstance(result, ApplyResult) and result.deliveries:
             deliveries.extend(result.deliveries)
+        if isinstance(command, c.UpdateMember) and self._transport is not None:
+            pid = int(command.member_id, 16)
+            if pid != self.member_id and command.peer_urls:
+                self._transport.add_peer(pid, command.peer_urls[0])
         if proposer != self.member_id:
             return
         proposal = self._proposals.pop(sequence, None)
@@ -716,6 +990,46 @@ class ClusterMember(StateView):
             proposal.future.set_exception(result)
         else:
             proposal.future.set_result(result)
+
+    def _apply_conf_change(self, entry: Entry, now_ns: int) -> None:
+        """A membership change: the state's members and the transport's peers here; the
+        core's voters when the Ready is advanced. A member that removed itself stops."""
+        try:
+            change = ConfChange.decode(entry.data)
+            context = json.loads(change.context) if change.context else {}
+            proposer = int(context.get("proposer", 0))
+            sequence = int(context.get("sequence", 0))
+            peer_urls = tuple(str(u) for u in context.get("peerURLs", ()))
+        except (ValueError, TypeError, AttributeError) as error:
+            _log.error("conf change %d does not decode (%s)", entry.index, error)
+            self.state.apply_entry(entry.index, c.Noop(), now_ns)
+            return
+        hex_id = f"{change.node_id:x}"
+        command: object
+        if proposer and self._is_duplicate(proposer, sequence):
+            command = c.Noop()
+        elif change.kind is ConfChangeKind.ADD_VOTER:
+            command = c.AddMember(hex_id, peer_urls)
+        else:
+            command = c.RemoveMember(hex_id)
+        self.state.apply_entry(entry.index, command, now_ns)
+        if proposer == self.member_id:
+            # Answered first: a member removing itself fails what is left right after.
+            proposal = self._proposals.pop(sequence, None)
+            if proposal is not None and not proposal.future.done():
+                proposal.future.set_result(None)
+        transport = self._transport
+        if isinstance(command, c.AddMember):
+            _log.info("member %x: added member %s %s", self.member_id, hex_id, list(peer_urls))
+            if transport is not None and change.node_id != self.member_id and peer_urls:
+                transport.add_peer(change.node_id, peer_urls[0])
+        elif isinstance(command, c.RemoveMember):
+            _log.info("member %x: removed member %s", self.member_id, hex_id)
+            if change.node_id == self.member_id:
+                self._fail("the member has been permanently removed from the cluster")
+                self.removed.set()
+            elif transport is not None:
+                transport.remove_peer(change.node_id)
 
     def _is_duplicate(self, proposer: int, sequence: int) -> bool:
         """Whether (proposer, sequence) was applied before; records it if not.

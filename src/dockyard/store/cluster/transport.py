@@ -6,7 +6,7 @@ keep-alive HTTP/1.1 connection per peer, written by one task per peer that takes
 queued for that peer since its last request (so a busy leader sends few, large requests and
 a follower's answers come back in order). Receiving: the member's peer listener routes
 `POST /raft` here; the answer is `204` once the batch is stepped, `400`/`412` for a batch
-this member cannot take.
+this member cannot take. `GET /members` answers the membership, for a joining member.
 
 Rules:
 - Best effort, as Raft expects of its network: a message to a peer that is down, slow or
@@ -39,6 +39,7 @@ _log = logging.getLogger(__name__)
 MAX_QUEUED_MSGS = 4096
 CONNECT_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
+PROBE_INTERVAL_S = 1.0
 MAX_RESPONSE_HEADER_BYTES = 16 * 1024
 
 
@@ -51,22 +52,57 @@ class PeerStats:
     latencies_s: list[float] = field(default_factory=list)
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"bad peer URL {url!r}")
+    return parts.hostname, parts.port
+
+
 class _Peer:
     def __init__(self, transport: Transport, peer_id: int, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.hostname is None or parts.port is None:
-            raise ValueError(f"bad peer URL {url!r}")
         self.transport = transport
         self.peer_id = peer_id
-        self.host = parts.hostname
-        self.port = parts.port
+        self.host, self.port = _host_port(url)
         self.queue: list[Message] = []
         self.wakeup = asyncio.Event()
         self.stats = PeerStats()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
+        self.probe_task: asyncio.Task[None] | None = None
         self.was_reachable = True
+        # Since when (loop time) the peer has answered without a failure in between: etcd's
+        # ActiveSince, which the strict membership checks read. None: not reachable now.
+        self.active_since: float | None = None
+
+    def _reached(self, ok: bool) -> None:
+        if not ok:
+            self.active_since = None
+        elif self.active_since is None:
+            self.active_since = asyncio.get_running_loop().time()
+
+    async def probe(self) -> None:
+        """Every PROBE_INTERVAL_S, `GET /probe` on a fresh connection: members that exchange
+        no Raft messages (two followers) still know whether each other runs, as etcd's
+        full mesh of peer streams does."""
+        while not self.transport.closed:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                    try:
+                        writer.write(
+                            f"GET /probe HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                            "Connection: close\r\n\r\n".encode()
+                        )
+                        await writer.drain()
+                        status_line = await reader.readline()
+                    finally:
+                        writer.close()
+                self._reached(status_line.split(b" ")[1:2] == [b"204"])
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                self._reached(False)
+            await asyncio.sleep(PROBE_INTERVAL_S)
 
     def enqueue(self, m: Message) -> None:
         if len(self.queue) >= MAX_QUEUED_MSGS:
@@ -91,6 +127,7 @@ class _Peer:
                     await self._post(batch)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 self._close()
+                self._reached(False)
                 self.stats.fail += 1
                 if self.was_reachable:
                     _log.warning("peer %x unreachable: %r", self.peer_id, e)
@@ -101,6 +138,7 @@ class _Peer:
             if not self.was_reachable:
                 _log.info("peer %x reachable again", self.peer_id)
                 self.was_reachable = True
+            self._reached(True)
             self.stats.success += 1
             latencies = self.stats.latencies_s
             latencies.append(loop.time() - started)
@@ -160,21 +198,70 @@ class Transport:
         peers: dict[int, str],
         step: Callable[[Message], None],
         report_snapshot: Callable[[int, bool], None],
+        members_json: Callable[[], bytes] | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self._step = step
         self._report_snapshot = report_snapshot
+        self._members_json = members_json
         self._peers = {pid: _Peer(self, pid, url) for pid, url in peers.items()}
         self.closed = False
+        self._started = False
 
     def start(self) -> None:
+        self._started = True
         for peer in self._peers.values():
-            peer.task = asyncio.create_task(peer.run(), name=f"raft-peer-{peer.peer_id:x}")
+            self._run(peer)
+
+    def _run(self, peer: _Peer) -> None:
+        peer.task = asyncio.create_task(peer.run(), name=f"raft-peer-{peer.peer_id:x}")
+        peer.probe_task = asyncio.create_task(peer.probe(), name=f"probe-{peer.peer_id:x}")
+
+    def active_since(self, peer_id: int) -> float | None:
+        """Loop time since which `peer_id` has been reachable, or None (etcd ActiveSince)."""
+        peer = self._peers.get(peer_id)
+        return peer.active_since if peer is not None else None
+
+    # --- membership changes at runtime -----------------------------------------------------
+
+    def add_peer(self, peer_id: int, url: str) -> None:
+        """Send to `peer_id` at `url` from now on (a member added, or its URL moved)."""
+        current = self._peers.get(peer_id)
+        if current is not None:
+            if (current.host, current.port) == _host_port(url):
+                return
+            self.remove_peer(peer_id)
+        peer = _Peer(self, peer_id, url)
+        self._peers[peer_id] = peer
+        if self._started and not self.closed:
+            self._run(peer)
+
+    def remove_peer(self, peer_id: int) -> None:
+        """Stop sending to a member that left; what was queued for it is dropped."""
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
+            return
+        for task in (peer.task, peer.probe_task):
+            if task is not None:
+                task.cancel()
+        peer._close()
+
+    def set_peers(self, peers: dict[int, str]) -> None:
+        """Make the peer set exactly `peers` (after a snapshot replaced the membership)."""
+        for peer_id in [pid for pid in self._peers if pid not in peers]:
+            self.remove_peer(peer_id)
+        for peer_id, url in peers.items():
+            self.add_peer(peer_id, url)
 
     async def close(self) -> None:
         self.closed = True  # the peer loops end even if a cancellation is lost
-        tasks = [p.task for p in self._peers.values() if p.task is not None]
+        tasks = [
+            task
+            for p in self._peers.values()
+            for task in (p.task, p.probe_task)
+            if task is not None
+        ]
         for peer in self._peers.values():
             peer.wakeup.set()
         for task in tasks:
@@ -207,6 +294,19 @@ class Transport:
 
     def handle(self, request: Request) -> Response:
         """The peer listener's handler."""
+        if request.raw_path == "/probe":
+            return Response(204)
+        if request.raw_path == "/members" and self._members_json is not None:
+            if request.method != "GET":
+                return Response(405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
+            # etcd's peer /members: how a member started with --initial-cluster-state
+            # existing learns the cluster (and its own ID).
+            return Response(
+                200,
+                self._members_json(),
+                "application/json",
+                (("X-Etcd-Cluster-Id", f"{self.cluster_id:x}"),),
+            )
         if request.raw_path != "/raft":
             return Response(404, b"404 page not found\n", "text/plain; charset=utf-8")
         if request.method != "POST":
