@@ -17,6 +17,8 @@ Invariants:
 - A request goes to the endpoint that last answered first; on a connection failure (the request
   was never received) the next endpoint is tried, so a write is never sent twice by failover.
   Reads (GET, including watches) also fail over after a broken connection, as they are idempotent.
+- `sync()` replaces the endpoints with every member's client URLs (etcd's client Sync), so a
+  client given one member fails over to all of them.
 - Watches are one-shot long polls (`wait=true`, never `stream=true`): etcd silently drops a
   stream watcher that falls 100 events behind (spec §8), while a one-shot watch that resumes from
   `modifiedIndex + 1` cannot miss an event without being told so by a 401.
@@ -484,6 +486,13 @@ def parse_members(status: int, headers: Mapping[str, str], body: bytes) -> list[
     return [_member(m) for m in data.get("members") or ()]
 
 
+def synced_endpoints(members: Sequence[Member], current: Sequence[str]) -> list[str]:
+    """etcd client's Sync: every member's client URLs (members not started yet have none),
+    in the members' order; the current endpoints if no member publishes any."""
+    urls = [u.rstrip("/") for m in members for u in m.client_urls]
+    return list(dict.fromkeys(urls)) or list(current)
+
+
 def parse_member_added(status: int, headers: Mapping[str, str], body: bytes) -> Member:
     if status != 201:
         raise parse_error(status, headers, body)
@@ -593,6 +602,12 @@ class _Config:
 
     def answered(self, endpoint: str) -> None:
         self.preferred = self.endpoints.index(endpoint)
+
+    def replace_endpoints(self, endpoints: Sequence[str]) -> None:
+        """New endpoints (a cluster sync); the one that last answered stays preferred."""
+        current = self.endpoints[self.preferred]
+        self.endpoints = list(endpoints)
+        self.preferred = self.endpoints.index(current) if current in self.endpoints else 0
 
     def timeout(self, call: Call, timeout: Timeout) -> httpx.Timeout:
         if isinstance(timeout, _Default):
@@ -866,6 +881,13 @@ class StoreClient(_Api):
         r = self._plain(LEADER_CALL)
         return parse_leader(r.status_code, r.headers, r.content)
 
+    def sync(self) -> list[str]:
+        """Learn every member's client URLs (etcd client's Sync), so that requests fail over
+        to members this client was not told about. Returns the endpoints now used."""
+        endpoints = synced_endpoints(self.members(), self._config.endpoints)
+        self._config.replace_endpoints(endpoints)
+        return endpoints
+
     def add_member(self, peer_urls: Sequence[str]) -> Member:
         r = self._plain(member_add_call(peer_urls))
         return parse_member_added(r.status_code, r.headers, r.content)
@@ -1065,6 +1087,12 @@ class AsyncStoreClient(_Api):
     async def leader(self) -> Member:
         r = await self._send(LEADER_CALL)
         return parse_leader(r.status_code, r.headers, r.content)
+
+    async def sync(self) -> list[str]:
+        """As `StoreClient.sync`."""
+        endpoints = synced_endpoints(await self.members(), self._config.endpoints)
+        self._config.replace_endpoints(endpoints)
+        return endpoints
 
     async def add_member(self, peer_urls: Sequence[str]) -> Member:
         r = await self._send(member_add_call(peer_urls))
