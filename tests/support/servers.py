@@ -230,14 +230,16 @@ class DockyardCluster:
     def new_peer_url(self) -> str:
         return f"http://127.0.0.1:{free_port()}"
 
-    def join(self, name: str, peer_url: str, *, wait: bool = True) -> ServerProcess:
+    def join(
+        self, name: str, peer_url: str, *, wait: bool = True, extra: Sequence[str] = ()
+    ) -> ServerProcess:
         """Start member `name` on `peer_url` with --initial-cluster-state existing (the
         cluster must have added it first); --initial-cluster names the running members."""
         running = {n: self.peer_url(n) for n, s in self.members.items() if s.process.poll() is None}
         initial = ",".join(f"{n}={u}" for n, u in {**running, name: peer_url}.items())
         url = f"http://127.0.0.1:{free_port()}"
         data_dir = self.base_dir / f"dockyard-{name}"
-        argv = dockyard_argv(data_dir, [url], name, peer_url)
+        argv = dockyard_argv(data_dir, [url], name, peer_url, extra)
         argv[argv.index("--initial-cluster") + 1] = initial
         argv += ["--initial-cluster-state", "existing"]
         server = _spawn(
@@ -250,12 +252,13 @@ class DockyardCluster:
 
 @contextlib.contextmanager
 def start_dockyard_cluster(
-    base_dir: Path, size: int = 3, extra: Sequence[str] = ()
+    base_dir: Path, size: int = 3, extra: Sequence[str] = (), peer_scheme: str = "http"
 ) -> Iterator[DockyardCluster]:
     """Start `size` members on free loopback ports (names m0, m1, ...), each answering
-    /version; the cluster may still be electing. All are killed by PID at the end."""
+    /version; the cluster may still be electing. All are killed by PID at the end.
+    `peer_scheme="https"` needs the --peer-* TLS flags in `extra`."""
     names = [f"m{i}" for i in range(size)]
-    peers = {name: f"http://127.0.0.1:{free_port()}" for name in names}
+    peers = {name: f"{peer_scheme}://127.0.0.1:{free_port()}" for name in names}
     initial = ",".join(f"{name}={url}" for name, url in peers.items())
     cluster = DockyardCluster(base_dir, {})
     try:

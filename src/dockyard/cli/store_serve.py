@@ -75,6 +75,19 @@ def register(group: click.Group) -> None:
         default=None,
         help="CA for client certificates (as etcd: given alone, it already requires them).",
     )
+    @click.option("--peer-cert-file", default=None, help="Peer TLS certificate (https peers).")
+    @click.option("--peer-key-file", default=None, help="Peer TLS key.")
+    @click.option(
+        "--peer-client-cert-auth",
+        is_flag=True,
+        default=False,
+        help="Require peer certificates signed by --peer-trusted-ca-file.",
+    )
+    @click.option(
+        "--peer-trusted-ca-file",
+        default=None,
+        help="CA for peer certificates (given alone, it already requires them, as etcd).",
+    )
     @click.option(
         "--snapshot-count",
         type=int,
@@ -122,6 +135,10 @@ def register(group: click.Group) -> None:
         key_file: str | None,
         client_cert_auth: bool,
         trusted_ca_file: str | None,
+        peer_cert_file: str | None,
+        peer_key_file: str | None,
+        peer_client_cert_auth: bool,
+        peer_trusted_ca_file: str | None,
         snapshot_count: int,
         heartbeat_interval: int,
         election_timeout: int,
@@ -183,6 +200,10 @@ def register(group: click.Group) -> None:
             heartbeat_interval_ms=heartbeat_interval,
             election_timeout_ms=election_timeout,
             initial_cluster_state=initial_cluster_state,
+            peer_cert_file=peer_cert_file,
+            peer_key_file=peer_key_file,
+            peer_trusted_ca_file=peer_trusted_ca_file,
+            peer_client_cert_auth=peer_client_cert_auth,
         )
         try:
             run(config)

@@ -44,6 +44,10 @@ class ServeConfig:
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
     initial_cluster_state: str = "new"
+    peer_cert_file: str | None = None
+    peer_key_file: str | None = None
+    peer_trusted_ca_file: str | None = None
+    peer_client_cert_auth: bool = False
 
 
 class ConfigError(Exception):
@@ -85,6 +89,10 @@ async def serve(config: ServeConfig, ready: asyncio.Event | None = None) -> None
                 config.election_timeout_ms,
                 config.snapshot_count,
                 config.initial_cluster_state,
+                peer_cert_file=config.peer_cert_file,
+                peer_key_file=config.peer_key_file,
+                peer_trusted_ca_file=config.peer_trusted_ca_file,
+                peer_client_cert_auth=config.peer_client_cert_auth,
             )
         )
         start = member.start

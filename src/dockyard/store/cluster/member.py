@@ -65,7 +65,7 @@ Rules:
   are kept in member/identity.json; from then on the initial flags are ignored, as etcd's.
   A member that applies its own removal stops serving and sets `removed`.
 
-Limits (this version): no peer TLS. The fsync runs on the
+Limits (this version): peer TLS has no certificate reload or CRLs. The fsync runs on the
 event loop, as the single node's does, and so does taking a snapshot.
 
 Must not: parse HTTP (that is `http_v2`), do Raft's decisions (that is the core), or send
@@ -81,6 +81,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import struct
 import time
 from collections import deque
@@ -124,6 +125,8 @@ from dockyard.store.snapshot import load_latest_snapshot, save_snapshot
 from dockyard.store.state import StateView, StoreState
 from dockyard.store.tree import ApplyResult, Event, Watcher
 from dockyard.store.wal import WalError
+from dockyard.tls.contexts import client_context, server_context
+from dockyard.tls.errors import TlsError
 
 _log = logging.getLogger(__name__)
 
@@ -165,6 +168,12 @@ class ClusterConfig:
     # etcd's --initial-cluster-state: "existing" joins a running cluster that has already
     # added this member (member add); ignored once the data dir holds the member.
     initial_cluster_state: str = "new"
+    # Peer TLS (etcd's --peer-*): required for https peer URLs. The same certificate is the
+    # server identity and, to other members, the client identity (serverAuth + clientAuth).
+    peer_cert_file: str | None = None
+    peer_key_file: str | None = None
+    peer_trusted_ca_file: str | None = None
+    peer_client_cert_auth: bool = False
 
     def __post_init__(self) -> None:
         if self.initial_cluster_state not in ("new", "existing"):
@@ -285,6 +294,8 @@ class ClusterMember(StateView):
         self._snapshot: Snapshot | None = None
         # Set when the cluster removed this member: the server stops (as etcd exits).
         self.removed = asyncio.Event()
+        self._peer_server_ssl: ssl.SSLContext | None = None
+        self._peer_client_ssl: ssl.SSLContext | None = None
 
     @property
     def snap_dir(self) -> Path:
@@ -351,7 +362,8 @@ class ClusterMember(StateView):
                 continue
             for url in m.peer_urls:
                 try:
-                    async with httpx.AsyncClient(timeout=JOIN_TIMEOUT_S) as client:
+                    verify: ssl.SSLContext | bool = self._peer_client_ssl or True
+                    async with httpx.AsyncClient(timeout=JOIN_TIMEOUT_S, verify=verify) as client:
                         answer = await client.get(url.rstrip("/") + "/members")
                     listed = answer.json()["members"]
                     cluster_id = int(answer.headers["X-Etcd-Cluster-Id"], 16)
@@ -374,6 +386,30 @@ class ClusterMember(StateView):
             "could not reach a member of the cluster to join: " + "; ".join(problems)
         )
 
+    def _peer_tls(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        """The peer listener's and the peer client's TLS contexts (None without https)."""
+        config = self.config
+        urls = [*config.listen_peer_urls, *(u for m in config.initial_cluster for u in m.peer_urls)]
+        if not any(u.startswith("https://") for u in urls):
+            return None, None
+        if not config.peer_cert_file or not config.peer_key_file:
+            raise StoreDataError("https peer URLs need --peer-cert-file and --peer-key-file")
+        try:
+            server = server_context(
+                config.peer_cert_file,
+                config.peer_key_file,
+                trusted_ca_file=config.peer_trusted_ca_file,
+                client_cert_auth=config.peer_client_cert_auth,
+            )
+            client = client_context(
+                ca_file=config.peer_trusted_ca_file,
+                cert_file=config.peer_cert_file,
+                key_file=config.peer_key_file,
+            )
+        except TlsError as error:
+            raise StoreDataError(f"peer TLS: {error}") from None
+        return server, client
+
     def _state_from(self, snapshot: Snapshot) -> tuple[StoreState, _DedupTable]:
         if snapshot.data:
             return decode_payload(snapshot.data, snapshot.meta.index)
@@ -390,6 +426,7 @@ class ClusterMember(StateView):
                 f"{self.config.data_dir} holds a single-member store; a cluster member needs "
                 "an empty data dir (a single member cannot yet be grown into a cluster)"
             )
+        self._peer_server_ssl, self._peer_client_ssl = self._peer_tls()
         joined = self._read_identity()
         if joined is None:
             joined = self.config.initial_cluster_state == "existing"
@@ -451,6 +488,7 @@ class ClusterMember(StateView):
             self._receive,
             self._report_snapshot,
             members_json=self._members_json,
+            client_ssl=self._peer_client_ssl,
         )
         self._transport.start()
         self._peer_server = HttpServer(self._transport.handle)
@@ -458,9 +496,8 @@ class ClusterMember(StateView):
 
         for url in self.config.listen_peer_urls:
             scheme, host, port = parse_url(url)
-            if scheme != "http":
-                raise StoreDataError(f"peer URL {url}: peer TLS is not supported yet")
-            await self._peer_server.listen(host, port)
+            server_ssl = self._peer_server_ssl if scheme == "https" else None
+            await self._peer_server.listen(host, port, ssl_context=server_ssl)
         self._tasks = [
             asyncio.create_task(self._ready_loop(), name="raft-ready"),
             asyncio.create_task(self._ticker(), name="raft-ticker"),

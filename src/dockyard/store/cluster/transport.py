@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -64,6 +65,8 @@ class _Peer:
         self.transport = transport
         self.peer_id = peer_id
         self.host, self.port = _host_port(url)
+        # https peer URLs: TLS with the member's peer identity (--peer-cert-file).
+        self.ssl = transport.client_ssl if url.startswith("https://") else None
         self.queue: list[Message] = []
         self.wakeup = asyncio.Event()
         self.stats = PeerStats()
@@ -75,6 +78,13 @@ class _Peer:
         # Since when (loop time) the peer has answered without a failure in between: etcd's
         # ActiveSince, which the strict membership checks read. None: not reachable now.
         self.active_since: float | None = None
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.ssl is None:
+            return await asyncio.open_connection(self.host, self.port)
+        return await asyncio.open_connection(
+            self.host, self.port, ssl=self.ssl, server_hostname=self.host
+        )
 
     def _reached(self, ok: bool) -> None:
         if not ok:
@@ -89,7 +99,7 @@ class _Peer:
         while not self.transport.closed:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                    reader, writer = await self.connect()
                     try:
                         writer.write(
                             f"GET /probe HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -100,7 +110,7 @@ class _Peer:
                     finally:
                         writer.close()
                 self._reached(status_line.split(b" ")[1:2] == [b"204"])
-            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
                 self._reached(False)
             await asyncio.sleep(PROBE_INTERVAL_S)
 
@@ -150,7 +160,7 @@ class _Peer:
     async def _post(self, batch: list[Message]) -> None:
         if self.writer is None or self.writer.is_closing():
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.reader, self.writer = await self.connect()
         reader, writer = self.reader, self.writer
         assert reader is not None and writer is not None
         body = encode_batch(
@@ -199,8 +209,10 @@ class Transport:
         step: Callable[[Message], None],
         report_snapshot: Callable[[int, bool], None],
         members_json: Callable[[], bytes] | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.member_id = member_id
+        self.client_ssl = client_ssl
         self.cluster_id = cluster_id
         self._step = step
         self._report_snapshot = report_snapshot
@@ -229,7 +241,9 @@ class Transport:
         """Send to `peer_id` at `url` from now on (a member added, or its URL moved)."""
         current = self._peers.get(peer_id)
         if current is not None:
-            if (current.host, current.port) == _host_port(url):
+            if (current.host, current.port) == _host_port(url) and (current.ssl is None) == (
+                not url.startswith("https://")
+            ):
                 return
             self.remove_peer(peer_id)
         peer = _Peer(self, peer_id, url)
