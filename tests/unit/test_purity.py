@@ -42,6 +42,12 @@ PURE_MODULES = [
     "engine/model/exec_process.py",
     "engine/model/restart.py",
     "engine/model/top.py",
+    "engine/images/registry/__init__.py",
+    "engine/images/registry/auth.py",
+    "engine/images/registry/endpoints.py",
+    "engine/images/registry/manifests.py",
+    "engine/images/registry/errors.py",
+    "engine/images/registry/progress.py",
 ]
 FORBIDDEN = {
     "asyncio",

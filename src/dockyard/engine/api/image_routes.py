@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dockyard.engine import events as ev
+from dockyard.engine.api.registry_routes import pull_image
 from dockyard.engine.api.router import (
     JSON,
     TRUSTED_HEADERS,
@@ -39,7 +40,6 @@ from dockyard.engine.containers import (
     Conflict,
     EngineError,
     InvalidArgument,
-    NotFound,
     parse_time_ns,
 )
 from dockyard.engine.images.changes import InvalidChange, apply_changes
@@ -263,13 +263,7 @@ class ImageRoutes:
         source = call.arg("fromSrc")
         if source:
             return await self._import(call, source)
-        # No registry client yet. 404 with Docker's phrase makes docker-py raise
-        # ImageNotFound and the CLI print it (api-surface.md §8, pull).
-        familiar = call.arg("fromImage").removeprefix("docker.io/").removeprefix("library/")
-        raise NotFound(
-            f"pull access denied for {familiar}, repository does not exist or may require "
-            "'docker login': dockyard has no registry client yet"
-        )
+        return await pull_image(self.engine, call)
 
     async def _import(self, call: Call, source: str) -> Reply:
         if source != "-":
