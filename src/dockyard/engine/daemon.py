@@ -92,12 +92,14 @@ from dockyard.engine.containers import (
 from dockyard.engine.execs import ExecDriver
 from dockyard.engine.health import HealthMonitor, healthcheck_entry
 from dockyard.engine.host import HostInfo, detect_host
+from dockyard.engine.images.build import BUILD_DIR_NAME, BUILD_SNAPSHOT_PREFIX
 from dockyard.engine.images.model import InvalidReference, parse_reference
 from dockyard.engine.images.snapshotter import (
     Mount,
     OverlaySnapshotter,
     SnapshotError,
     mount,
+    mounts_under,
     unmount,
 )
 from dockyard.engine.images.store import LAYER_LEASE_S, ImageNotFound, ImageStore, ImageUser
@@ -223,11 +225,10 @@ def parse_signal(text: str, default: int) -> int:
 
 
 def _merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
-    # moby daemon/create.go (merge with image): the container's value wins per key.
-    merged: dict[str, str] = {}
-    for entry in (*image_env, *env):
-        merged[entry.partition("=")[0]] = entry
-    return list(merged.values())
+    # moby daemon/commit.go merge: the container's entries first, then the image's entries
+    # whose keys it does not set.
+    keys = {entry.partition("=")[0] for entry in env}
+    return [*env, *(entry for entry in image_env if entry.partition("=")[0] not in keys)]
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -325,6 +326,7 @@ class Engine:
     async def recover(self) -> None:
         """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
         await asyncio.to_thread(self._clear_stale_mounts)
+        await asyncio.to_thread(self._clear_stale_builds)
         # Interrupted pulls, loads and builds: staging and layers no image took.
         await asyncio.to_thread(self.images.recover, lease_s=LAYER_LEASE_S, now_s=time.time())
         for record in list(self.containers):
@@ -950,6 +952,23 @@ class Engine:
                 point.rmdir()
             except (OSError, SnapshotError) as e:
                 logger.warning("stale archive mount %s: %s", point, e)
+
+    def _clear_stale_builds(self) -> None:
+        """What a build cut short by the daemon's death left: mounts and working trees under
+        the data root's build directory, and the snapshots of its COPY/ADD layers (they
+        would pin their layers against garbage collection)."""
+        root = self.layout.data_root / BUILD_DIR_NAME
+        if root.is_dir():
+            for point in mounts_under(root):
+                try:
+                    unmount(point)
+                except (OSError, SnapshotError) as e:
+                    logger.warning("stale build mount %s: %s", point, e)
+            shutil.rmtree(root, ignore_errors=True)
+        for snapshot in self.snapshots.ids():
+            if snapshot.startswith(BUILD_SNAPSHOT_PREFIX):
+                with contextlib.suppress(SnapshotError):
+                    self.snapshots.remove(snapshot)
 
     @contextlib.asynccontextmanager
     async def mounted_rootfs(self, ref: str) -> AsyncGenerator[tuple[ContainerRecord, Path], None]:

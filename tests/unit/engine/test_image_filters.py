@@ -6,11 +6,11 @@ import pytest
 
 from dockyard.engine.api.image_routes import (
     import_reference,
-    path_match,
     reference_matches,
     tag_reference,
 )
 from dockyard.engine.images.model import InvalidReference
+from dockyard.engine.model.gopath import path_match
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import re
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ from dockyard.engine.images.store import (
     LayerError,
 )
 from dockyard.engine.model.filters import FilterArgs, labels_match, parse_timestamp
+from dockyard.engine.model.gopath import path_match
 from dockyard.http.types import Response
 
 if TYPE_CHECKING:
@@ -89,34 +90,6 @@ def tag_reference(repo: str, tag: str) -> str:
 IMAGE_FILTERS = frozenset({"dangling", "label", "before", "since", "reference"})
 # moby daemon/images/image_prune.go imagesAcceptedFilters.
 IMAGE_PRUNE_FILTERS = frozenset({"dangling", "label", "label!", "until"})
-
-
-def path_match(pattern: str, name: str) -> bool:
-    """Go's path.Match: `*` and `?` never match `/`; `[…]` classes; `\\` escapes."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                return False  # ErrBadPattern: moby treats it as no match
-            body = pattern[i + 1 : end]
-            negate = body.startswith("^")
-            body = re.sub(r"([\\\]])", r"\\\1", body.removeprefix("^"))
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = end
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.fullmatch("".join(out), name) is not None
 
 
 def reference_matches(pattern: str, familiar: str) -> bool:
@@ -191,7 +164,14 @@ class ImageRoutes:
     async def images_list(self, call: Call) -> Reply:
         out = []
         images = self.engine.images.list()
+        # moby images.go: without `all`, untagged images with children (a build's
+        # intermediate images) are not listed.
+        parents = {i.parent for i in images if i.parent}
+        show_all = call.flag("all")
         for image in self._select(images, FilterArgs.parse(call.arg("filters"))):
+            intermediate = image.id in parents and not (image.references or image.repo_digests)
+            if intermediate and not show_all:
+                continue
             size = self._image_size(image)
             labels = image.config.config.labels if image.config.config else None
             out.append(
@@ -235,6 +215,8 @@ class ImageRoutes:
         image = self.engine.images.get(call.params["name"])
         config = image.config
         size = self._image_size(image)
+        # Fields the model leaves out, as the config holds them (a classic build's step).
+        raw = json.loads(self.engine.images.get_blob(image.id))
         return json_reply(
             200,
             {
@@ -244,7 +226,9 @@ class ImageRoutes:
                 "Parent": image.parent or "",
                 "Comment": config.comment,
                 "Created": config.created or ZERO_TIME,
-                "DockerVersion": "",
+                "Container": raw.get("container", ""),
+                "ContainerConfig": raw.get("container_config"),
+                "DockerVersion": raw.get("docker_version", ""),
                 "Author": config.author,
                 "Config": config.config.to_wire() if config.config else None,
                 "Architecture": config.architecture,
@@ -330,9 +314,18 @@ class ImageRoutes:
                 }
             )
         entries.reverse()
-        if entries:
-            tags = [r for r in image.references if "@" not in r]
-            entries[0] |= {"Id": image.id, "Tags": tags or None}
+        # moby ImageHistory: newest first, each entry names the image of the parent chain
+        # that made it, while that chain is in the store; older ones stay <missing>.
+        record: ImageRecord | None = image
+        for item in entries:
+            if record is None:
+                break
+            tags = [r for r in record.references if "@" not in r]
+            item |= {"Id": record.id, "Tags": tags or None}
+            try:
+                record = self.engine.images.get(record.parent) if record.parent else None
+            except ImageNotFound:
+                record = None
         return json_reply(200, entries)
 
     @route("POST", "/images/prune")
@@ -351,9 +344,13 @@ class ImageRoutes:
         in_use = {record.image_id for record in self.engine.containers}
         deleted: list[DeleteItem] = []
         reclaimed = 0
-        for image in self.engine.images.list():
+        images = self.engine.images.list()
+        parents = {i.parent for i in images if i.parent}
+        for image in images:
             if image.id in in_use or (dangling_only and image.references):
                 continue
+            if image.id in parents:
+                continue  # moby prunes heads only; their parents go with them (delete prunes)
             config = image.config.config
             if not labels_match(filters, dict(config.labels or ()) if config else {}):
                 continue

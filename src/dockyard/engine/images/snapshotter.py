@@ -172,6 +172,10 @@ class OverlaySnapshotter:
             raise SnapshotError(f"no such snapshot: {container_id}") from None
         shutil.rmtree(graveyard)
 
+    def ids(self) -> list[str]:
+        """The snapshots that exist (container IDs, build snapshots)."""
+        return sorted(p.name for p in self._snapshots.iterdir())
+
     def held_chain_ids(self) -> list[str]:
         """Chain IDs some snapshot stacks on: the image store's `held_layers` hook."""
         held: list[str] = []
@@ -189,6 +193,15 @@ class OverlaySnapshotter:
 def _unescape_mountinfo(field: str) -> str:
     # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(root: Path | str) -> list[str]:
+    """Mount points at or below `root`, deepest first (the order to unmount them in)."""
+    base = os.path.realpath(root)
+    with open("/proc/self/mountinfo") as info:
+        points = {_unescape_mountinfo(line.split()[4]) for line in info}
+    inside = [p for p in points if p == base or p.startswith(base + "/")]
+    return sorted(inside, key=lambda p: p.count("/"), reverse=True)
 
 
 def is_mountpoint(path: Path | str) -> bool:

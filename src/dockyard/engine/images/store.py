@@ -90,6 +90,7 @@ __all__ = [
     "extract_layer",
     "host_platform",
     "open_decompressed",
+    "remove_tree",
 ]
 
 _CHUNK_BYTES = 1 << 20
@@ -230,7 +231,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove a file or tree, whichever it is; a missing path is not an error."""
     try:
         mode = os.lstat(path).st_mode
@@ -648,7 +649,7 @@ class ImageStore:
             os.rename(path, graveyard)
         except FileNotFoundError:
             return
-        _remove_tree(graveyard)
+        remove_tree(graveyard)
 
     def recover(self, *, lease_s: float = 0.0, now_s: float | None = None) -> None:
         """Remove leftovers of interrupted operations (staging, layers no image took).
@@ -659,7 +660,7 @@ class ImageStore:
         with self._locked():
             for leftover in self._tmp.iterdir():
                 if not _is_fresh(leftover, lease_s, now_s):
-                    _remove_tree(leftover)
+                    remove_tree(leftover)
         self.gc(lease_s=lease_s, now_s=now_s)
 
     # -- blobs ----------------------------------------------------------------
@@ -734,7 +735,7 @@ class ImageStore:
                 self._commit_layer(staged, chain_id, diff_id, parent, size)
             return self.get_layer(chain_id)
         finally:
-            _remove_tree(staged)
+            remove_tree(staged)
 
     @staticmethod
     def _extract_recorded(stream: IO[bytes], staged: Path) -> tuple[str, int]:
@@ -797,7 +798,7 @@ class ImageStore:
         """Move a staged layer into place; False if the layer was already stored."""
         dest = self.layer_dir(chain_id)
         if dest.exists():
-            _remove_tree(staged)
+            remove_tree(staged)
             return False
         for name, text in (("diff_id", diff_id), ("size", str(size)), ("parent", parent)):
             if text is not None:
@@ -807,7 +808,7 @@ class ImageStore:
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            _remove_tree(staged)
+            remove_tree(staged)
             return False
         _fsync_dir(self._layers)
         return True
@@ -1098,7 +1099,7 @@ class ImageStore:
             with self._locked():
                 return self._commit_image(staged, image_config, size, parsed)
         finally:
-            _remove_tree(staged)
+            remove_tree(staged)
 
     def _commit_image(
         self, staged: Path, image_config: ImageConfig, size: int, ref: Reference | None
