@@ -312,36 +312,6 @@ def _clean_parts(name: str) -> tuple[str, ...]:
     return parts
 
 
-def _ensure_dir(root: Path, parts: Sequence[str]) -> Path:
-    """Return root/parts, creating missing directories; never step through a symlink."""
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)
-            continue
-        if stat.S_ISLNK(mode):
-            raise LayerError(f"refusing to write through a symlink: {path.relative_to(root)}")
-        if not stat.S_ISDIR(mode):
-            raise LayerError(f"not a directory in layer: {path.relative_to(root)}")
-    return path
-
-
-def _clear(path: Path, *, keep_dir: bool) -> None:
-    """Make room for a new entry at `path` (a later tar entry replaces an earlier one)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(mode):
-        if not keep_dir:
-            shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
 class _Decompressing:
     """A bzip2/xz reader whose corrupt-data errors (OSError, LZMAError) are LayerErrors,
     so that only they, not the extraction's own I/O errors, read as a bad layer."""
@@ -409,12 +379,12 @@ def extract_layer(
     source = _decompressed(peek, head)
     hashing = _HashingReader(source, recorder)
     os.mkdir(dest, 0o755)
-    dir_times: list[tuple[Path, float]] = []
+    extraction = _Extraction(dest, root_user, recorder)
     content_bytes = 0
     try:
         with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
-                _extract_member(tar, member, dest, root_user, dir_times, recorder)
+                extraction.member(tar, member)
                 content_bytes += _shown_size(member)
             if not hashing.ends_cleanly_at(tar.offset):
                 raise LayerError("invalid layer tar: unexpected EOF")
@@ -423,7 +393,7 @@ def extract_layer(
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, ValueError) as exc:
         raise LayerError(f"invalid layer tar: {exc}") from exc
     # Directory mtimes last: creating their entries has changed them.
-    for path, mtime in reversed(dir_times):
+    for path, mtime in reversed(extraction.dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
     return "sha256:" + hashing.sha256.hexdigest(), hashing.size_bytes, content_bytes
 
@@ -438,102 +408,192 @@ def _shown_size(member: tarfile.TarInfo) -> int:
     return 0
 
 
-def _extract_member(
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    dest: Path,
-    root_user: bool,
-    dir_times: list[tuple[Path, float]],
-    recorder: SplitRecorder | None = None,
-) -> None:
-    parts = _clean_parts(member.name)
-    if recorder is not None and parts:
-        recorder.path_seen("/".join(parts))
-    if not parts:
-        return  # the layer root itself ("./"): its attributes belong to the snapshot
-    parent = _ensure_dir(dest, parts[:-1])
-    base = parts[-1]
-    if base == _OPAQUE_MARKER:
-        if not root_user:
-            raise LayerError("an opaque directory whiteout needs root (trusted.* xattr)")
-        os.setxattr(parent, _OPAQUE_XATTR, b"y", follow_symlinks=False)
-        return
-    if base.startswith(_WHITEOUT_PREFIX):
-        hidden = base[len(_WHITEOUT_PREFIX) :]
+class _Extraction:
+    """One layer's extraction into a new, empty directory.
+
+    Speed matters (a base image has thousands of files) and so does safety; both come from
+    what the extraction itself knows. `dest` starts empty, so a path not in `made` does not
+    exist (paths removed since may linger in `made`: then lstat decides), and `dirs` holds
+    the directories verified (or made) as real directories, so a path is walked with one
+    lstat per new component, never through a symlink. Replacing a directory forgets `dirs`.
+    Regular files are written and given their attributes through their descriptor.
+    """
+
+    def __init__(self, dest: Path, root_user: bool, recorder: SplitRecorder | None) -> None:
+        self.dest = str(dest)
+        self.root_user = root_user
+        self.recorder = recorder
+        self.dir_times: list[tuple[str, float]] = []
+        self.made: set[str] = set()
+        self.dirs: set[str] = {""}
+
+    def _path(self, rel: str) -> str:
+        return os.path.join(self.dest, rel) if rel else self.dest
+
+    def ensure_dir(self, parts: Sequence[str]) -> str:
+        """The relative directory `parts`, made where missing; never through a symlink."""
+        rel = ""
+        for part in parts:
+            rel = f"{rel}/{part}" if rel else part
+            if rel in self.dirs:
+                continue
+            path = self._path(rel)
+            if rel in self.made:
+                try:
+                    mode = os.lstat(path).st_mode
+                except FileNotFoundError:
+                    mode = 0
+                if mode:
+                    if stat.S_ISLNK(mode):
+                        raise LayerError(f"refusing to write through a symlink: {rel}")
+                    if not stat.S_ISDIR(mode):
+                        raise LayerError(f"not a directory in layer: {rel}")
+                    self.dirs.add(rel)
+                    continue
+            os.mkdir(path, 0o755)
+            self.made.add(rel)
+            self.dirs.add(rel)
+        return rel
+
+    def clear(self, rel: str, *, keep_dir: bool) -> None:
+        """Make room for a new entry at `rel` (a later tar entry replaces an earlier one)."""
+        if rel not in self.made:
+            return
+        path = self._path(rel)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(mode):
+            if not keep_dir:
+                shutil.rmtree(path)
+                self.dirs = {""}  # what was below may be gone, or come back as anything
+        else:
+            os.unlink(path)
+
+    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = _clean_parts(member.name)
+        if not parts:
+            return  # the layer root itself ("./"): its attributes belong to the snapshot
+        rel = "/".join(parts)
+        if self.recorder is not None:
+            self.recorder.path_seen(rel)
+        parent = self.ensure_dir(parts[:-1])
+        base = parts[-1]
+        if base == _OPAQUE_MARKER:
+            if not self.root_user:
+                raise LayerError("an opaque directory whiteout needs root (trusted.* xattr)")
+            os.setxattr(self._path(parent), _OPAQUE_XATTR, b"y", follow_symlinks=False)
+            return
+        if base.startswith(_WHITEOUT_PREFIX):
+            self._whiteout(member, parent, base[len(_WHITEOUT_PREFIX) :])
+            return
+        path = self._path(rel)
+        if member.isreg():
+            self.clear(rel, keep_dir=False)
+            self._regular(tar, member, rel, path)
+            return
+        if member.isdir():
+            self.clear(rel, keep_dir=True)
+            with contextlib.suppress(FileExistsError):  # kept by clear: a real directory
+                os.mkdir(path, 0o755)
+            self.made.add(rel)
+            self.dirs.add(rel)
+            self.dir_times.append((path, float(member.mtime)))
+        elif member.issym():
+            self.clear(rel, keep_dir=False)
+            # The target is resolved inside the container's root, so any target is allowed.
+            os.symlink(member.linkname, path)
+            self.made.add(rel)
+        elif member.islnk():
+            link_parts = _clean_parts(member.linkname)
+            if not link_parts:
+                raise LayerError(f"hard link to the layer root: {member.name!r}")
+            source_dir = self.ensure_dir(link_parts[:-1])
+            link_source = self._path(
+                f"{source_dir}/{link_parts[-1]}" if source_dir else link_parts[-1]
+            )
+            if not os.path.lexists(link_source):
+                raise LayerError(f"hard link to a missing file: {member.linkname!r}")
+            self.clear(rel, keep_dir=False)
+            os.link(link_source, path, follow_symlinks=False)
+            self.made.add(rel)
+            return  # a hard link shares the attributes of its source
+        elif member.ischr() or member.isblk():
+            if not self.root_user:
+                raise LayerError(f"refusing device node (not root): {member.name!r}")
+            self.clear(rel, keep_dir=False)
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+            self.made.add(rel)
+        elif member.isfifo():
+            self.clear(rel, keep_dir=False)
+            os.mkfifo(path, 0o600)
+            self.made.add(rel)
+        else:
+            raise LayerError(f"unsupported tar entry type {member.type!r}: {member.name!r}")
+        self._attributes(member, path)
+
+    def _whiteout(self, member: tarfile.TarInfo, parent: str, hidden: str) -> None:
         if hidden in ("", ".", ".."):
             raise LayerError(f"invalid whiteout: {member.name!r}")
-        if not root_user:
+        if not self.root_user:
             raise LayerError(f"a whiteout needs root (a 0/0 character device): {member.name!r}")
-        target = parent / hidden
-        _clear(target, keep_dir=False)
+        target = f"{parent}/{hidden}" if parent else hidden
+        self.clear(target, keep_dir=False)
         # overlayfs whiteout: a character device with device number 0/0.
-        os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        return
-    path = parent / base
-    if member.isdir():
-        _clear(path, keep_dir=True)
-        if not path.is_dir():
-            os.mkdir(path, 0o755)
-        dir_times.append((path, float(member.mtime)))
-    elif member.isreg():
-        _clear(path, keep_dir=False)
-        if recorder is not None and member.size and not member.issparse():
+        os.mknod(self._path(target), stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        self.made.add(target)
+
+    def _regular(self, tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str, path: str) -> None:
+        if self.recorder is not None and member.size and not member.issparse():
             # Before tarfile reads the payload (bytes it read ahead are trimmed then).
-            recorder.payload("/".join(parts), member.offset_data, member.size)
+            self.recorder.payload(rel, member.offset_data, member.size)
         source = tar.extractfile(member)
         if source is None:
             raise LayerError(f"unreadable file in layer: {member.name!r}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, _CHUNK_BYTES)
-            written = out.tell()
-        # tarfile's stream mode returns short data for a truncated archive instead of failing.
-        if written != member.size:
-            raise LayerError(f"truncated layer tar: {member.name!r}")
-    elif member.issym():
-        _clear(path, keep_dir=False)
-        # The target is resolved inside the container's root, so any target is allowed.
-        os.symlink(member.linkname, path)
-    elif member.islnk():
-        link_parts = _clean_parts(member.linkname)
-        if not link_parts:
-            raise LayerError(f"hard link to the layer root: {member.name!r}")
-        link_source = _ensure_dir(dest, link_parts[:-1]) / link_parts[-1]
-        if not os.path.lexists(link_source):
-            raise LayerError(f"hard link to a missing file: {member.linkname!r}")
-        _clear(path, keep_dir=False)
-        os.link(link_source, path, follow_symlinks=False)
-        return  # a hard link shares the attributes of its source
-    elif member.ischr() or member.isblk():
-        if not root_user:
-            raise LayerError(f"refusing device node (not root): {member.name!r}")
-        _clear(path, keep_dir=False)
-        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-    elif member.isfifo():
-        _clear(path, keep_dir=False)
-        os.mkfifo(path, 0o600)
-    else:
-        raise LayerError(f"unsupported tar entry type {member.type!r}: {member.name!r}")
-    _apply_attributes(member, path, root_user)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
+        self.made.add(rel)
+        try:
+            written = 0
+            while chunk := source.read(_CHUNK_BYTES):
+                view = memoryview(chunk)
+                while view:
+                    done = os.write(fd, view)
+                    view = view[done:]
+                written += len(chunk)
+            # tarfile's stream mode returns short data for a truncated archive.
+            if written != member.size:
+                raise LayerError(f"truncated layer tar: {member.name!r}")
+            if self.root_user:
+                os.fchown(fd, member.uid, member.gid)
+                self._xattrs(member, fd)
+            # After chown, which clears set-id bits.
+            os.fchmod(fd, member.mode & 0o7777)
+            os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
 
-
-def _apply_attributes(member: tarfile.TarInfo, path: Path, root_user: bool) -> None:
-    if root_user:
-        os.chown(path, member.uid, member.gid, follow_symlinks=False)
+    def _xattrs(self, member: tarfile.TarInfo, target: int | str) -> None:
         for key, value in member.pax_headers.items():
             if key.startswith("SCHILY.xattr."):
-                os.setxattr(
-                    path,
-                    key.removeprefix("SCHILY.xattr."),
-                    value.encode("utf-8", "surrogateescape"),
-                    follow_symlinks=False,
-                )
-    if not member.issym():
-        # After chown, which clears set-id bits.
-        os.chmod(path, member.mode & 0o7777)
-        if not member.isdir():
-            os.utime(path, (member.mtime, member.mtime))
+                name = key.removeprefix("SCHILY.xattr.")
+                data = value.encode("utf-8", "surrogateescape")
+                if isinstance(target, int):
+                    os.setxattr(target, name, data)  # a descriptor: nothing to follow
+                else:
+                    os.setxattr(target, name, data, follow_symlinks=False)
+
+    def _attributes(self, member: tarfile.TarInfo, path: str) -> None:
+        if self.root_user:
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            self._xattrs(member, path)
+        if not member.issym():
+            # After chown, which clears set-id bits.
+            os.chmod(path, member.mode & 0o7777)
+            if not member.isdir():
+                os.utime(path, (member.mtime, member.mtime))
 
 
 # ---------------------------------------------------------------------------
