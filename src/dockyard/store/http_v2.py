@@ -248,7 +248,10 @@ class V2Api:
         return self._json(200, body, *self._raft_headers(tree.index))
 
     async def _quorum_get(self, req: KeyRequest) -> Response:
-        await self.node.read_barrier()
+        try:
+            await self.node.read_barrier()
+        except StoreError as e:
+            return self._store_error(e)  # 300 "request timed out" without quorum, as etcd
         return self._get(req)
 
     def _command(self, req: KeyRequest) -> object:

@@ -172,11 +172,16 @@ class NetnsCluster:
         path: str,
         form: dict[str, str] | None = None,
         timeout_s: float = 5.0,
+        json_body: Any = None,
     ) -> HttpResult:
         url = self.members[name].client_url + path
         data = urllib.parse.urlencode(form).encode() if form is not None else None
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
         req = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
+        if json_body is not None:
+            req.add_header("Content-Type", "application/json")
+        elif data is not None:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
         with self.lab.observe():
             try:

@@ -489,6 +489,8 @@ class ClusterMember(StateView):
             self._report_snapshot,
             members_json=self._members_json,
             client_ssl=self._peer_client_ssl,
+            is_removed=lambda pid: f"{pid:x}" in self.tree.removed_members,
+            on_removed=self._learned_removed,
         )
         self._transport.start()
         self._peer_server = HttpServer(self._transport.handle)
@@ -516,6 +518,12 @@ class ClusterMember(StateView):
             peers.pop(int(hex_id, 16), None)
         peers.pop(self.member_id, None)
         return peers
+
+    def _learned_removed(self) -> None:
+        """A peer answered 410: the cluster removed us before we applied it (etcd stops)."""
+        if not self.removed.is_set():
+            self._fail("the member has been permanently removed from the cluster")
+            self.removed.set()
 
     def _members_json(self) -> bytes:
         """GET /members on the peer listener: what a joining member learns its ID from."""

@@ -41,6 +41,7 @@ MAX_QUEUED_MSGS = 4096
 CONNECT_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 1.0
+REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 MAX_RESPONSE_HEADER_BYTES = 16 * 1024
 
 
@@ -189,6 +190,8 @@ class _Peer:
         answer = await reader.readexactly(length) if length else b""
         if not keep_alive:
             self._close()
+        if status == 410:
+            self.transport.on_removed()
         if status != 204:
             raise ValueError(f"peer answered {status}: {answer[:200]!r}")
 
@@ -210,9 +213,13 @@ class Transport:
         report_snapshot: Callable[[int, bool], None],
         members_json: Callable[[], bytes] | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        is_removed: Callable[[int], bool] = lambda _member: False,
+        on_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self.member_id = member_id
         self.client_ssl = client_ssl
+        self._is_removed = is_removed
+        self.on_removed = on_removed
         self.cluster_id = cluster_id
         self._step = step
         self._report_snapshot = report_snapshot
@@ -331,6 +338,10 @@ class Transport:
             status = 412 if "cluster ID mismatch" in str(error) else 400
             _log.warning("refused a peer batch: %s", error)
             return Response(status, str(error).encode(), "text/plain; charset=utf-8")
+        if self._is_removed(batch.sender):
+            # etcd's rafthttp: a removed member may not know it (the leader stopped sending
+            # to it before it applied its removal); 410 tells it, and it stops.
+            return Response(410, REMOVED_MESSAGE.encode(), "text/plain; charset=utf-8")
         for m in batch.messages:
             if m.to == self.member_id:
                 self._step(m)
