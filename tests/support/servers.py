@@ -252,12 +252,16 @@ class DockyardCluster:
 
 @contextlib.contextmanager
 def start_dockyard_cluster(
-    base_dir: Path, size: int = 3, extra: Sequence[str] = (), peer_scheme: str = "http"
+    base_dir: Path,
+    size: int = 3,
+    extra: Sequence[str] = (),
+    peer_scheme: str = "http",
+    prefix: str = "m",
 ) -> Iterator[DockyardCluster]:
     """Start `size` members on free loopback ports (names m0, m1, ...), each answering
     /version; the cluster may still be electing. All are killed by PID at the end.
     `peer_scheme="https"` needs the --peer-* TLS flags in `extra`."""
-    names = [f"m{i}" for i in range(size)]
+    names = [f"{prefix}{i}" for i in range(size)]
     peers = {name: f"{peer_scheme}://127.0.0.1:{free_port()}" for name in names}
     initial = ",".join(f"{name}={url}" for name, url in peers.items())
     cluster = DockyardCluster(base_dir, {})
@@ -284,12 +288,14 @@ def start_dockyard_cluster(
 
 
 @contextlib.contextmanager
-def start_etcd_cluster(base_dir: Path, size: int = 3) -> Iterator[DockyardCluster]:
+def start_etcd_cluster(
+    base_dir: Path, size: int = 3, prefix: str = "e"
+) -> Iterator[DockyardCluster]:
     """A real etcd 3.4 cluster of `size` members on free loopback ports (names e0, e1, ...),
     each answering /version. All are killed by PID at the end."""
     if not Path(ETCD_BINARY).exists():
         raise RuntimeError(f"{ETCD_BINARY} is missing: install Debian's etcd-server")
-    names = [f"e{i}" for i in range(size)]
+    names = [f"{prefix}{i}" for i in range(size)]
     peers = {name: f"http://127.0.0.1:{free_port()}" for name in names}
     initial = ",".join(f"{name}={url}" for name, url in peers.items())
     cluster = DockyardCluster(base_dir, {})

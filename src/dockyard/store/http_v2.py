@@ -494,22 +494,18 @@ class V2Api:
 def _latency_json(latencies_s: list[float]) -> dict[str, float]:
     """etcd's follower latency stats, in milliseconds, over the recent round trips."""
     if not latencies_s:
-        return {
-            "current": 0.0,
-            "average": 0.0,
-            "standardDeviation": 0.0,
-            "minimum": 0.0,
-            "maximum": 0.0,
-        }
+        return dict.fromkeys(("current", "average", "standardDeviation", "minimum", "maximum"), 0)
     ms = [x * 1000 for x in latencies_s]
     mean = sum(ms) / len(ms)
-    return {
+    stats = {
         "current": ms[-1],
         "average": mean,
         "standardDeviation": (sum((x - mean) ** 2 for x in ms) / len(ms)) ** 0.5,
         "minimum": min(ms),
         "maximum": max(ms),
     }
+    # Go's encoding/json writes a whole float64 without a fraction ("0", not "0.0").
+    return {k: int(v) if v.is_integer() else v for k, v in stats.items()}
 
 
 def _json_problem(body: bytes) -> str | None:

@@ -11,17 +11,26 @@ would otherwise spend most of their time waiting for the disk.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.store.differential import Client
-from tests.support.servers import ServerProcess, start_dockyard, start_etcd
+from tests.support.servers import (
+    ServerProcess,
+    start_dockyard,
+    start_dockyard_cluster,
+    start_etcd,
+    start_etcd_cluster,
+)
 
 CANDIDATES = ("dockyard", "etcd")
 
@@ -50,10 +59,71 @@ class ServerPair:
 
 @pytest.fixture(scope="module")
 def server_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    with single_pair(tmp_path_factory) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def cluster_server_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    with cluster_pair(tmp_path_factory) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def cluster_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    """A 3-member etcd 3.4 and a 3-member dockyard cluster; each client talks to its
+    cluster's leader, so that what depends on the role (`/v2/stats/self`, `/v2/stats/leader`)
+    is comparable. Member names are masked (`diff<n>`): which one leads is chance."""
+    base = _fast_dir(tmp_path_factory)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="diff")
+    clients: list[Client] = []
+    try:
+        (base / "etcd").mkdir()
+        (base / "dockyard").mkdir()
+        with (
+            start_etcd_cluster(base / "etcd", prefix="diff") as etcd,
+            start_dockyard_cluster(base / "dockyard", prefix="diff") as dockyard,
+        ):
+            servers = [
+                wait_for_leader(list(cluster.members.values())) for cluster in (etcd, dockyard)
+            ]
+            clients = [Client(s.url, mask_member_names=True) for s in servers]
+            yield ServerPair(clients[0], clients[1], servers[0], servers[1], pool)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for client in clients:
+            client.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _fast_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if Path("/dev/shm").is_dir():
-        base = Path(tempfile.mkdtemp(prefix="dockyard-diff-", dir="/dev/shm"))
-    else:
-        base = tmp_path_factory.mktemp("diff")
+        return Path(tempfile.mkdtemp(prefix="dockyard-diff-", dir="/dev/shm"))
+    return tmp_path_factory.mktemp("diff")
+
+
+def wait_for_leader(servers: list[ServerProcess], timeout_s: float = 20.0) -> ServerProcess:
+    """The leader, once every member names the same one (polling external processes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        leaders = set()
+        for server in servers:
+            try:
+                r = httpx.get(f"{server.url}/v2/members/leader", timeout=2)
+                leaders.add(r.json()["clientURLs"][0] if r.status_code == 200 else None)
+            except (httpx.HTTPError, ValueError, KeyError, IndexError):
+                leaders.add(None)
+        if len(leaders) == 1 and None not in leaders:
+            (url,) = leaders
+            return next(s for s in servers if s.url == url)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no agreed leader within {timeout_s}s: {leaders}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def single_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    base = _fast_dir(tmp_path_factory)
     servers: list[ServerProcess] = []
     clients: list[Client] = []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="diff")

@@ -251,9 +251,10 @@ def encode_request(
 class Client:
     """One server's connection (reused across cases) and its open watches."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, mask_member_names: bool = False) -> None:
         parts = urlsplit(url)
         self.url = url
+        self.mask_member_names = mask_member_names
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.hostport = f"{self.host}:{self.port}"
@@ -446,6 +447,7 @@ IN_ORDER_NAME = re.compile(r"(?<![0-9])[0-9]{20}(?![0-9])")
 CAUSE_CLEARED = re.compile(r"\[(\d+)/(\d+)\]")
 CAUSE_INDEX = re.compile(r"\[(\d+) != (\d+)\]")
 URL = re.compile(r"https?://127\.0\.0\.1:\d+")
+MEMBER_NAME = re.compile(r"\bdiff\d+\b")
 TEMPLATE_INDEX = re.compile(r"@\{([+-]?\d+)(?::(0\d+))?\}")
 TRUE_WORDS = {"1", "t", "T", "TRUE", "true", "True"}
 
@@ -455,6 +457,7 @@ class Context:
     base: int  # the store index at the start of the case
     prefix: str
     url: str
+    mask_member_names: bool = False  # a cluster: which member leads (and answers) is chance
 
     def rel(self, index: int) -> str:
         return "0" if index == 0 else f"@{index - self.base:+d}"
@@ -463,6 +466,8 @@ class Context:
         text = IN_ORDER_NAME.sub(lambda m: "{" + self.rel(int(m.group())) + "}", text)
         text = CAUSE_CLEARED.sub(lambda m: f"[{self.rel(int(m[1]))}/{self.rel(int(m[2]))}]", text)
         text = CAUSE_INDEX.sub(lambda m: f"[{self.rel(int(m[1]))} != {self.rel(int(m[2]))}]", text)
+        if self.mask_member_names:
+            text = MEMBER_NAME.sub("diff<n>", text)
         return URL.sub("<url>", text)
 
     def render(self, raw: str | bytes) -> bytes:
@@ -683,7 +688,7 @@ def current_index(client: Client) -> int:
 
 
 def run_case(client: Client, c: Case) -> list[Observation]:
-    ctx = Context(current_index(client), c.prefix, client.url)
+    ctx = Context(current_index(client), c.prefix, client.url, client.mask_member_names)
     observations = []
     try:
         for step in c.steps:
