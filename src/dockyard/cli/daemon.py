@@ -140,19 +140,36 @@ def register(group: click.Group) -> None:
         asyncio.run(serve_forever(config))
 
 
+# The image commands work on a daemon's store, which is safe to share across processes.
+ENGINE_DATA_ROOT = click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_DATA_ROOT,
+    show_default=True,
+    help="The engine's data root (the daemon's --data-root).",
+)
+
+
+class _ReferenceGroup(click.Group):
+    """Subcommands that also answer to an image reference: `debian:bookworm` runs
+    `debian bookworm` (click resolves commands by exact name only)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and ":" in args[0]:
+            name, _, rest = args[0].partition(":")
+            args = [name, rest, *args[1:]]
+        return super().resolve_command(ctx, args)
+
+
 def register_image(group: click.Group) -> None:
-    @group.group("bootstrap")
+    @group.group("bootstrap", cls=_ReferenceGroup)
     def bootstrap() -> None:
         """Create images without a registry."""
 
     @bootstrap.command("busybox")
-    @click.option(
-        "--data-root",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_DATA_ROOT,
-        show_default=True,
-        help="The engine's data root (the daemon's --data-root).",
-    )
+    @ENGINE_DATA_ROOT
     @click.option("--tag", default="busybox:latest", show_default=True)
     def bootstrap_busybox_command(data_root: Path, tag: str) -> None:
         """Import the host's static busybox as an image (`busybox:latest`)."""
@@ -164,3 +181,46 @@ def register_image(group: click.Group) -> None:
         except (ImageStoreError, OSError) as e:
             raise click.ClickException(str(e)) from None
         click.echo(image_id)
+
+    @bootstrap.command("debian")
+    @click.argument("suite")
+    @click.option(
+        "--include",
+        "includes",
+        multiple=True,
+        help="Extra packages, comma-separated, repeatable (mmdebstrap --include).",
+    )
+    @click.option("--tag", default=None, help="[default: debian:SUITE, and debian:VERSION]")
+    @ENGINE_DATA_ROOT
+    @click.option(
+        "--mirror",
+        default=None,
+        help="Debian archive URL [default: the one the host's apt sources use].",
+    )
+    def bootstrap_debian_command(
+        suite: str, includes: tuple[str, ...], tag: str | None, data_root: Path, mirror: str | None
+    ) -> None:
+        """Build a Debian SUITE image (`debian:SUITE`) with mmdebstrap, cached.
+
+        `dockyard image bootstrap debian:bookworm` is the same as `... debian bookworm`."""
+        from dockyard.engine.images.bootstrap_debian import (
+            bootstrap_debian,
+            recipe_for,
+            resolve_suite,
+        )
+        from dockyard.engine.images.store import ImageStore, ImageStoreError
+
+        packages = [name for value in includes for name in value.split(",") if name]
+        try:
+            recipe = recipe_for(resolve_suite(suite), includes=packages, mirror=mirror)
+            done = bootstrap_debian(
+                ImageStore(data_root / "images"),
+                data_root / "cache" / "bootstrap" / "debian",
+                recipe,
+                refs=(tag,) if tag else (),
+                progress=lambda message: click.echo(message, err=True),
+            )
+        except (ImageStoreError, OSError) as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"{', '.join(done.refs)}: {done.outcome.value} ({done.key[:12]})", err=True)
+        click.echo(done.image_id)

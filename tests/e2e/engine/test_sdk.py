@@ -204,7 +204,7 @@ def test_errors(client: docker.DockerClient, made: list[str]) -> None:
     assert "No such container: sdk-nosuch" in str(missing.value)
     # run → create (404 No such image) → pull from Docker Hub, unreachable here: dockerd's
     # 500 with the dial error, as a dockerd without internet answers.
-    with pytest.raises(docker.errors.APIError, match="registry-1.docker.io"):
+    with pytest.raises(docker.errors.APIError, match=r"registry-1\.docker\.io"):
         client.containers.run("sdk-nosuch-image", "true", remove=True)
     run_detached(client, made, "sdk-dup")
     with pytest.raises(docker.errors.APIError) as conflict:
