@@ -313,12 +313,17 @@ def test_errors_reach_the_cli_in_dockers_words(daemon: DaemonProcess) -> None:
     assert nosuch.returncode == 1
     assert "Error response from daemon: No such container: nosuch" in nosuch.stderr
 
-    status, body = daemon.api("POST", "/v1.44/containers/create", {"Image": "busybox-nope"})
-    assert (status, body) == (404, {"message": "No such image: busybox-nope:latest"})
-    missing = daemon.docker("create", "busybox-nope", check=False)
+    # A registry on a closed loopback port: the CLI's create, 404, pull, and the dial error,
+    # all without leaving the machine.
+    nope = "127.0.0.1:1/busybox-nope"
+    status, body = daemon.api("POST", "/v1.44/containers/create", {"Image": nope})
+    assert (status, body) == (404, {"message": f"No such image: {nope}:latest"})
+    missing = daemon.docker("create", nope, check=False)
     assert missing.returncode != 0
-    assert "Unable to find image 'busybox-nope:latest' locally" in missing.stderr
-    assert "repository does not exist" in missing.stderr
+    assert f"Unable to find image '{nope}:latest' locally" in missing.stderr
+    assert 'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused' in (
+        missing.stderr
+    ), missing.stderr
 
     status, body = daemon.api("GET", "/v1.99/version")
     assert status == 400

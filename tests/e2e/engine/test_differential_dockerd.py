@@ -160,8 +160,9 @@ def test_errors(daemons: tuple[DaemonProcess, ...]) -> None:
         steps.append(outcome(d.docker("rm", "-f", "e1")))
         # Offline, the pull fails with a daemon-specific message: compare the exit code and
         # that the image is named.
-        missing = d.docker("create", "--network", "none", "busybox-nope")
-        steps.append((missing.returncode, "busybox-nope" in missing.stderr))
+        # A registry on a closed loopback port: the pull after the 404 stays on the machine.
+        missing = d.docker("create", "--network", "none", "127.0.0.1:1/busybox-nope")
+        steps.append((missing.returncode, "127.0.0.1:1/busybox-nope" in missing.stderr))
         steps.append(outcome(d.docker("inspect", "nosuch")))
         steps.append(outcome(d.docker("ps", "-a", "--format", PS_FORMAT)))
         return steps
