@@ -27,6 +27,11 @@ Rules (the Raft paper's sections and etcd's raft where it goes further):
 - ReadIndex (thesis §6.4): the leader records its commit index, confirms it still leads with
   a heartbeat round, then releases the read; a leader that has not committed an entry of its
   term yet defers reads until it has.
+- Fast failover: when the driver's transport finds the leader unreachable (its process is
+  gone: connections refused), `leader_unreachable` drops the lease and brings the election
+  forward to within a few ticks; a heartbeat in the meantime cancels it. Timing only: the
+  election's rules are unchanged, so safety is not at stake, and pre-vote keeps a node that
+  alone lost the leader from disrupting the others.
 
 Must not: do I/O, read a clock, or draw randomness except from the `rng` it is given.
 """
@@ -58,6 +63,9 @@ from dockyard.raft.messages import (
 from dockyard.raft.progress import Progress, ProgressState
 
 MK = MessageKind
+# `leader_unreachable`: campaign within this many ticks, randomized so that the followers
+# that all lost the leader at once do not split their votes.
+FAST_ELECTION_MAX_TICKS = 3
 
 
 class Rng(Protocol):
@@ -161,6 +169,24 @@ class RaftNode:
             return False
         entry = Entry(0, 0, EntryKind.CONF_CHANGE, change.encode())
         return self.step(Message(MK.PROPOSE, entries=(entry,)))
+
+    def leader_unreachable(self, leader: int) -> None:
+        """The driver's transport cannot reach `leader` (connection refused or timed out):
+        stop counting on it. The lease goes (so this node grants votes), and unless a
+        heartbeat arrives within the next 1-`FAST_ELECTION_MAX_TICKS` ticks, this node
+        campaigns then instead of after a whole election timeout.
+
+        Only the time of an election changes, never its rules: a leader that is in fact
+        alive keeps its followers with its next heartbeat, and pre-vote keeps a node that
+        alone lost the leader from disrupting the others (they still hold the lease)."""
+        if self.role is not Role.FOLLOWER or self.lead != leader or leader == NONE:
+            return
+        self._log(f"leader {leader} unreachable: campaigning soon unless it is heard from")
+        self.lead = NONE
+        soon = self._rng.randrange(1, FAST_ELECTION_MAX_TICKS + 1)
+        self.election_elapsed_ticks = max(
+            self.election_elapsed_ticks, self.randomized_election_timeout_ticks - soon
+        )
 
     def transfer_leadership(self, to: int) -> None:
         self.step(Message(MK.TRANSFER_LEADER, frm=to))

@@ -79,6 +79,9 @@ class WorldParams:
     check_quorum: bool
     election_timeout_ticks: int = 6
     heartbeat_ticks: int = 1
+    # How often per step a follower's transport reports its leader unreachable (the real
+    # one does when the leader's port is closed); sometimes as a false alarm.
+    unreachable_p: float = 0.0
     max_msg_entries: int = 4
     max_inflight_msgs: int = 3
 

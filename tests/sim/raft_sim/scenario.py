@@ -67,6 +67,8 @@ def params_for(rng: random.Random) -> WorldParams:
         max_inflight_msgs=rng.choice((1, 3)),
         pre_vote=rng.random() < 0.8,
         check_quorum=rng.random() < 0.8,
+        # Drawn last, so the parameters above stay what they were for every seed.
+        unreachable_p=rng.choice((0.0, 0.0, 0.05, 0.2)),
     )
 
 
@@ -141,6 +143,18 @@ def _chaos(world: World) -> None:
     elif world.blocked and rng.random() < p.heal_p:
         world.blocked = set()
         world.trace("partition healed")
+    # A follower's transport finds its leader unreachable: crashed or cut off from it, and
+    # now and then a false alarm while the leader is fine.
+    if p.unreachable_p and rng.random() < p.unreachable_p:
+        followers = [n for n in world.live() if n.raft is not None and n.raft.lead != 0]
+        if followers:
+            follower = rng.choice(followers)
+            assert follower.raft is not None
+            lead = follower.raft.lead
+            lost = lead not in {n.id for n in world.live()} or (lead, follower.id) in world.blocked
+            if lost or rng.random() < 0.2:
+                world.trace(f"{follower.id} finds leader {lead} unreachable")
+                follower.raft.leader_unreachable(lead)
     # Linearizable reads, at any member (followers forward them to their leader).
     if rng.random() < p.read_p:
         live = world.live()

@@ -199,3 +199,55 @@ def test_ready_is_empty_when_nothing_happened() -> None:
     node.advance(node.ready())
     assert not node.has_ready()
     assert Ready().is_empty()
+
+
+def tick_until(net: Net, ticks: int, nodes: tuple[int, ...]) -> None:
+    for _ in range(ticks):
+        for node_id in nodes:
+            net.nodes[node_id].tick()
+        net.settle()
+
+
+def test_followers_that_lose_a_dead_leader_elect_within_a_few_ticks() -> None:
+    from dockyard.raft.core import FAST_ELECTION_MAX_TICKS
+
+    net = Net(
+        new_node(1, pre_vote=True, check_quorum=True),
+        *(new_node(i, pre_vote=True, check_quorum=True) for i in (2, 3)),
+    )
+    net.nodes[1].campaign()
+    net.settle()
+    assert net.leader().id == 1
+    net.down.add(1)  # killed: the transports of 2 and 3 find its port closed
+    for node_id in (2, 3):
+        net.nodes[node_id].leader_unreachable(1)
+    # Well before an election timeout (10 ticks): a new leader among 2 and 3.
+    tick_until(net, FAST_ELECTION_MAX_TICKS + 1, (2, 3))
+    leaders = [n.id for n in net.nodes.values() if n.id != 1 and n.role is Role.LEADER]
+    assert len(leaders) == 1 and net.nodes[leaders[0]].term == 3
+
+
+def test_a_leader_alive_after_all_keeps_its_followers() -> None:
+    nodes = [new_node(i, pre_vote=True, check_quorum=True) for i in (1, 2, 3)]
+    net = Net(*nodes)
+    net.nodes[1].campaign()
+    net.settle()
+    # A false alarm on 3 alone: its pre-vote meets 2's lease, and the leader's heartbeats
+    # (every tick here) bring it back; nobody's term moves.
+    net.nodes[3].leader_unreachable(1)
+    assert net.nodes[3].lead == 0
+    tick_until(net, 25, (1, 2, 3))
+    assert net.leader().id == 1
+    assert {n.term for n in net.nodes.values()} == {2}
+    assert net.nodes[3].lead == 1
+
+
+def test_leader_unreachable_is_ignored_unless_it_names_the_leader() -> None:
+    net = Net(new_node(1), new_node(2), new_node(3))
+    net.nodes[1].campaign()
+    net.settle()
+    elapsed = net.nodes[2].election_elapsed_ticks
+    net.nodes[2].leader_unreachable(3)  # not its leader
+    net.nodes[1].leader_unreachable(1)  # the leader itself
+    assert net.nodes[2].lead == 1 and net.nodes[2].election_elapsed_ticks == elapsed
+    assert net.leader().id == 1

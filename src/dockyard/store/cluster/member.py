@@ -491,6 +491,8 @@ class ClusterMember(StateView):
             client_ssl=self._peer_client_ssl,
             is_removed=lambda pid: f"{pid:x}" in self.tree.removed_members,
             on_removed=self._learned_removed,
+            on_unreachable=self._peer_unreachable,
+            leader_probe_s=self.config.heartbeat_interval_ms / 1000,
         )
         self._transport.start()
         self._peer_server = HttpServer(self._transport.handle)
@@ -518,6 +520,14 @@ class ClusterMember(StateView):
             peers.pop(int(hex_id, 16), None)
         peers.pop(self.member_id, None)
         return peers
+
+    def _peer_unreachable(self, peer: int) -> None:
+        """The transport could not reach `peer`; if it leads us, elect without waiting out
+        an election timeout (`RaftNode.leader_unreachable`)."""
+        raft = self.raft
+        if raft is not None and self._failed is None and raft.lead == peer:
+            raft.leader_unreachable(peer)
+            self._wakeup.set()
 
     def _learned_removed(self) -> None:
         """A peer answered 410: the cluster removed us before we applied it (etcd stops)."""
@@ -968,6 +978,8 @@ class ClusterMember(StateView):
         assert rd.soft_state is not None
         self._soft_state_changed.set()
         lead = rd.soft_state.leader
+        if self._transport is not None:
+            self._transport.leader = lead if lead not in (NONE, self.member_id) else None
         _log.info(
             "member %x: %s, leader %s, term %d",
             self.member_id,

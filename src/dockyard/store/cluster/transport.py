@@ -113,7 +113,11 @@ class _Peer:
                 self._reached(status_line.split(b" ")[1:2] == [b"204"])
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
                 self._reached(False)
-            await asyncio.sleep(PROBE_INTERVAL_S)
+                self.transport.unreachable(self.peer_id)
+            # The leader is probed every heartbeat interval: that is how a follower learns
+            # within a tick that its leader's process is gone (fast failover).
+            leader = self.peer_id == self.transport.leader
+            await asyncio.sleep(self.transport.leader_probe_s if leader else PROBE_INTERVAL_S)
 
     def enqueue(self, m: Message) -> None:
         if len(self.queue) >= MAX_QUEUED_MSGS:
@@ -139,6 +143,8 @@ class _Peer:
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 self._close()
                 self._reached(False)
+                if not isinstance(e, ValueError):  # a peer that answered is not unreachable
+                    self.transport.unreachable(self.peer_id)
                 self.stats.fail += 1
                 if self.was_reachable:
                     _log.warning("peer %x unreachable: %r", self.peer_id, e)
@@ -215,11 +221,16 @@ class Transport:
         client_ssl: ssl.SSLContext | None = None,
         is_removed: Callable[[int], bool] = lambda _member: False,
         on_removed: Callable[[], None] = lambda: None,
+        on_unreachable: Callable[[int], None] = lambda _member: None,
+        leader_probe_s: float = PROBE_INTERVAL_S,
     ) -> None:
         self.member_id = member_id
         self.client_ssl = client_ssl
         self._is_removed = is_removed
         self.on_removed = on_removed
+        self.unreachable = on_unreachable
+        self.leader_probe_s = leader_probe_s
+        self.leader: int | None = None  # set by the driver: probed every leader_probe_s
         self.cluster_id = cluster_id
         self._step = step
         self._report_snapshot = report_snapshot
