@@ -136,6 +136,9 @@ class RaftNode:
         self.election_elapsed_ticks = 0
         self.heartbeat_elapsed_ticks = 0
         self.randomized_election_timeout_ticks = config.election_timeout_ticks
+        # Set by `leader_unreachable`; cleared by a leader heard from, or used up by one
+        # fast retry (`_reset`).
+        self.leader_lost = False
         self.lead_transferee = NONE
         self.pending_conf_index = 0
         self._reads: dict[bytes, _ReadRequest] = {}
@@ -183,6 +186,7 @@ class RaftNode:
             return
         self._log(f"leader {leader} unreachable: campaigning soon unless it is heard from")
         self.lead = NONE
+        self.leader_lost = True
         soon = self._rng.randrange(1, FAST_ELECTION_MAX_TICKS + 1)
         self.election_elapsed_ticks = max(
             self.election_elapsed_ticks, self.randomized_election_timeout_ticks - soon
@@ -326,6 +330,14 @@ class RaftNode:
         self.heartbeat_elapsed_ticks = 0
         et = self.config.election_timeout_ticks
         self.randomized_election_timeout_ticks = et + self._rng.randrange(0, et)
+        if self.leader_lost:
+            # The first round after our leader became unreachable failed (its pre-vote met
+            # a lease the other followers had not dropped yet, or the vote split): one more
+            # round within a few ticks, then back to the usual timeouts. Once only: repeated
+            # fast rounds could keep a cluster electing forever (the simulator found that).
+            self.leader_lost = False
+            soon = self._rng.randrange(1, FAST_ELECTION_MAX_TICKS + 1)
+            self.election_elapsed_ticks = self.randomized_election_timeout_ticks - soon
         self.lead_transferee = NONE
         self.votes = {}
         self.progress = {}
@@ -337,6 +349,8 @@ class RaftNode:
     def _become_follower(self, term: int, lead: int) -> None:
         self._reset(term)
         self.lead = lead
+        if lead != NONE:
+            self.leader_lost = False
         self.role = Role.FOLLOWER
         self._log(f"became follower at term {self.term}")
 
@@ -359,6 +373,7 @@ class RaftNode:
         check(self.role is Role.CANDIDATE, "only a candidate can become leader")
         self._reset(self.term)
         self.lead = self.id
+        self.leader_lost = False
         self.role = Role.LEADER
         last = self.log.last_index()
         for node in self.voters:
@@ -510,18 +525,21 @@ class RaftNode:
     def _follow_append(self, m: Message) -> bool:
         self.election_elapsed_ticks = 0
         self.lead = m.frm
+        self.leader_lost = False
         self._handle_append(m)
         return True
 
     def _follow_heartbeat(self, m: Message) -> bool:
         self.election_elapsed_ticks = 0
         self.lead = m.frm
+        self.leader_lost = False
         self._handle_heartbeat(m)
         return True
 
     def _follow_snapshot(self, m: Message) -> bool:
         self.election_elapsed_ticks = 0
         self.lead = m.frm
+        self.leader_lost = False
         self._handle_snapshot(m)
         return True
 

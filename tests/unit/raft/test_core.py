@@ -251,3 +251,22 @@ def test_leader_unreachable_is_ignored_unless_it_names_the_leader() -> None:
     net.nodes[1].leader_unreachable(1)  # the leader itself
     assert net.nodes[2].lead == 1 and net.nodes[2].election_elapsed_ticks == elapsed
     assert net.leader().id == 1
+
+
+def test_a_follower_that_lost_the_leader_first_retries_soon_after_a_lease_refusal() -> None:
+    from dockyard.raft.core import FAST_ELECTION_MAX_TICKS
+
+    net = Net(*(new_node(i, pre_vote=True, check_quorum=True) for i in (1, 2, 3)))
+    net.nodes[1].campaign()
+    net.settle()
+    net.down.add(1)
+    net.nodes[2].leader_unreachable(1)  # 3's probe has not failed yet: it holds the lease
+    tick_until(net, FAST_ELECTION_MAX_TICKS, (2, 3))
+    assert all(net.nodes[i].role is not Role.LEADER for i in (2, 3))
+    assert net.nodes[2].term == 2  # its pre-vote was refused: no term was burnt
+    net.nodes[3].leader_unreachable(1)
+    # Both retry within a few ticks, far inside an election timeout (10 ticks).
+    tick_until(net, 2 * FAST_ELECTION_MAX_TICKS, (2, 3))
+    leaders = [i for i in (2, 3) if net.nodes[i].role is Role.LEADER]
+    assert len(leaders) == 1
+    assert not net.nodes[leaders[0]].leader_lost

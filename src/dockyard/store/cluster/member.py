@@ -101,6 +101,7 @@ from dockyard.raft.messages import (
     EntryKind,
     HardState,
     Message,
+    MessageKind,
     ReadState,
     Ready,
     Role,
@@ -255,6 +256,7 @@ class _Proposal:
     # leader takes it and never again: a repeat committed after a later change would undo
     # that change in the core's configuration (the driver cannot veto a conf change).
     conf_change: ConfChange | None = None
+    queued: bool = False  # waiting in ClusterMember._queued for the Ready loop
 
 
 @dataclass
@@ -294,6 +296,7 @@ class ClusterMember(StateView):
         self._snapshot: Snapshot | None = None
         # Set when the cluster removed this member: the server stops (as etcd exits).
         self.removed = asyncio.Event()
+        self._queued: list[_Proposal] = []  # stepped by the Ready loop, see _try_propose
         self._peer_server_ssl: ssl.SSLContext | None = None
         self._peer_client_ssl: ssl.SSLContext | None = None
 
@@ -793,14 +796,36 @@ class ClusterMember(StateView):
 
     def _try_propose(self, proposal: _Proposal) -> None:
         assert self.raft is not None
-        # False: no leader known or a transfer in progress; the ticker tries again.
-        if proposal.conf_change is not None:
-            proposal.proposed = self.raft.propose_conf_change(proposal.conf_change)
-        else:
-            proposal.proposed = self.raft.propose(proposal.data)
         proposal.proposed_at = asyncio.get_running_loop().time()
-        if proposal.proposed:
-            self._wakeup.set()
+        if proposal.conf_change is not None:
+            # False: no leader known or a transfer in progress; the ticker tries again.
+            proposal.proposed = self.raft.propose_conf_change(proposal.conf_change)
+            if proposal.proposed:
+                self._wakeup.set()
+            return
+        # Normal proposals are stepped together, once per turn of the Ready loop
+        # (`_flush_proposals`): one MsgProp with many entries, so one append per follower
+        # carries them all instead of one append (and one answer) per request.
+        proposal.proposed = True
+        if not proposal.queued:
+            proposal.queued = True
+            self._queued.append(proposal)
+        self._wakeup.set()
+
+    def _flush_proposals(self) -> None:
+        if not self._queued:
+            return
+        assert self.raft is not None
+        batch = [p for p in self._queued if not p.future.done()]
+        for p in self._queued:
+            p.queued = False
+        self._queued = []
+        if not batch:
+            return
+        entries = tuple(Entry(0, 0, EntryKind.NORMAL, p.data) for p in batch)
+        if not self.raft.step(Message(MessageKind.PROPOSE, entries=entries)):
+            for p in batch:
+                p.proposed = False  # no leader known or a transfer: the ticker tries again
 
     async def _ticker(self) -> None:
         interval_s = self.config.heartbeat_interval_ms / 1000
@@ -886,6 +911,7 @@ class ClusterMember(StateView):
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            self._flush_proposals()
             while raft.has_ready():
                 rd = raft.ready()
                 try:
