@@ -54,6 +54,10 @@ class PeerStats:
     latencies_s: list[float] = field(default_factory=list)
 
 
+class _ConnectFailed(OSError):
+    """A new connection to a peer was refused or timed out."""
+
+
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.hostname is None or parts.port is None:
@@ -98,26 +102,35 @@ class _Peer:
         no Raft messages (two followers) still know whether each other runs, as etcd's
         full mesh of peer streams does."""
         while not self.transport.closed:
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    reader, writer = await self.connect()
-                    try:
-                        writer.write(
-                            f"GET /probe HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                            "Connection: close\r\n\r\n".encode()
-                        )
-                        await writer.drain()
-                        status_line = await reader.readline()
-                    finally:
-                        writer.close()
-                self._reached(status_line.split(b" ")[1:2] == [b"204"])
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
-                self._reached(False)
-                self.transport.unreachable(self.peer_id)
+            await self._probe_once()
             # The leader is probed every heartbeat interval: that is how a follower learns
             # within a tick that its leader's process is gone (fast failover).
             leader = self.peer_id == self.transport.leader
             await asyncio.sleep(self.transport.leader_probe_s if leader else PROBE_INTERVAL_S)
+
+    async def _probe_once(self) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await self.connect()
+        except (OSError, TimeoutError):
+            # Refused (the process is gone) or no answer to the handshake: the only failures
+            # that say the peer is down, not merely busy.
+            self._reached(False)
+            self.transport.unreachable(self.peer_id)
+            return
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                writer.write(
+                    f"GET /probe HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                await writer.drain()
+                status_line = await reader.readline()
+            self._reached(status_line.split(b" ")[1:2] == [b"204"])
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            self._reached(False)
+        finally:
+            writer.close()
 
     def enqueue(self, m: Message) -> None:
         if len(self.queue) >= MAX_QUEUED_MSGS:
@@ -143,7 +156,9 @@ class _Peer:
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 self._close()
                 self._reached(False)
-                if not isinstance(e, ValueError):  # a peer that answered is not unreachable
+                if isinstance(e, _ConnectFailed):
+                    # Not a reused keep-alive connection the peer closed meanwhile (that
+                    # races with any HTTP server's idle close and says nothing of the peer).
                     self.transport.unreachable(self.peer_id)
                 self.stats.fail += 1
                 if self.was_reachable:
@@ -166,8 +181,11 @@ class _Peer:
 
     async def _post(self, batch: list[Message]) -> None:
         if self.writer is None or self.writer.is_closing():
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                self.reader, self.writer = await self.connect()
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self.reader, self.writer = await self.connect()
+            except (OSError, TimeoutError) as error:
+                raise _ConnectFailed(str(error) or type(error).__name__) from error
         reader, writer = self.reader, self.writer
         assert reader is not None and writer is not None
         body = encode_batch(
