@@ -152,7 +152,7 @@ class _Peer:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that races the inner call's completion, and a stop would then hang.
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    await self._post(batch)
+                    await self._post_retrying(batch)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 self._close()
                 self._reached(False)
@@ -178,6 +178,21 @@ class _Peer:
             for m in batch:
                 if m.kind is MessageKind.SNAP:
                     self.transport.report_snapshot(m.to, True)
+
+    async def _post_retrying(self, batch: list[Message]) -> None:
+        """Post on the kept-alive connection; if that connection turns out dead (the peer
+        closed it while it sat idle, or the peer restarted), post once more on a new one
+        before giving the batch up: a dropped batch can hold a forwarded proposal, which
+        would wait an election timeout to be proposed again. Raft tolerates the rare
+        duplicate delivery this allows."""
+        reused = self.writer is not None and not self.writer.is_closing()
+        try:
+            await self._post(batch)
+        except (OSError, asyncio.IncompleteReadError) as error:
+            if not reused or isinstance(error, _ConnectFailed):
+                raise
+            self._close()
+            await self._post(batch)
 
     async def _post(self, batch: list[Message]) -> None:
         if self.writer is None or self.writer.is_closing():
