@@ -1046,7 +1046,13 @@ class ClusterMember(StateView):
             return
         try:
             proposer, sequence, payload = unwrap_proposal(entry.data)
-            command = c.decode_command(payload)
+            mine = self._proposals.get(sequence) if proposer == self.member_id else None
+            if mine is not None and mine.data == entry.data:
+                # Our own waiting proposal: the command it was encoded from, not decoded
+                # again (the bytes are the same, so the outcome is the same everywhere).
+                command = mine.command
+            else:
+                command = c.decode_command(payload)
         except (CodecError, ValueError, KeyError, TypeError) as error:
             # Every member sees the same bytes, so every member skips it alike.
             _log.error("entry %d does not decode (%s); applied as a no-op", entry.index, error)
