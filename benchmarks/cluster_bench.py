@@ -91,10 +91,9 @@ def _initial_cluster(cluster: Sequence[MemberSpec]) -> str:
     return ",".join(f"{m.name}={m.peer_url}" for m in cluster)
 
 
-def etcd_argv(member: MemberSpec, cluster: Sequence[MemberSpec], token: str) -> list[str]:
+def _member_flags(member: MemberSpec, cluster: Sequence[MemberSpec], token: str) -> list[str]:
+    # The same flags for both kinds (issue 6: `dockyard store serve --initial-cluster ...`).
     return [
-        ETCD_BINARY,
-        "--enable-v2=true",
         "--name", member.name,
         "--data-dir", str(member.data_dir),
         "--listen-client-urls", member.client_url,
@@ -105,22 +104,15 @@ def etcd_argv(member: MemberSpec, cluster: Sequence[MemberSpec], token: str) -> 
         "--initial-cluster-state", "new",
         "--initial-cluster-token", token,
     ]  # fmt: skip
+
+
+def etcd_argv(member: MemberSpec, cluster: Sequence[MemberSpec], token: str) -> list[str]:
+    return [ETCD_BINARY, "--enable-v2=true", *_member_flags(member, cluster, token)]
 
 
 def dockyard_argv(member: MemberSpec, cluster: Sequence[MemberSpec], token: str) -> list[str]:
-    # The same flags as etcd (issue 6: `dockyard store serve --initial-cluster ...`).
-    return [
-        sys.executable, "-m", "dockyard", "store", "serve",
-        "--name", member.name,
-        "--data-dir", str(member.data_dir),
-        "--listen-client-urls", member.client_url,
-        "--advertise-client-urls", member.client_url,
-        "--listen-peer-urls", member.peer_url,
-        "--initial-advertise-peer-urls", member.peer_url,
-        "--initial-cluster", _initial_cluster(cluster),
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", token,
-    ]  # fmt: skip
+    serve = [sys.executable, "-m", "dockyard", "store", "serve"]
+    return [*serve, *_member_flags(member, cluster, token)]
 
 
 ARGV_HOOKS: dict[str, ArgvHook] = {"etcd": etcd_argv, "dockyard": dockyard_argv}

@@ -43,6 +43,7 @@ PURE_MODULES = [
     "engine/model/restart.py",
     "engine/model/top.py",
     "engine/model/gopath.py",
+    "engine/model/gotime.py",
     "engine/images/registry/__init__.py",
     "engine/images/registry/auth.py",
     "engine/images/registry/endpoints.py",

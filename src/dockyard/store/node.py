@@ -118,7 +118,26 @@ class WatchSink:
         return self.events.popleft()
 
 
-class StoreNode(StateView):
+class WatchingMember(StateView):
+    """Watches on the applied tree, as both kinds of member serve them (`StoreNode`,
+    `cluster.member.ClusterMember`): events arrive through a `WatchSink`."""
+
+    def watch(
+        self, key: str, recursive: bool, stream: bool, since_index: int
+    ) -> tuple[Watcher, WatchSink]:
+        """Register a watcher (raises HistoryCleared). Events, including one found in the
+        history, arrive through the returned sink."""
+        sink = WatchSink()
+        watcher, found = self.tree.add_watcher(key, recursive, stream, since_index, sink)
+        if found is not None:
+            sink.push(found)
+        return watcher, sink
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self.tree.remove_watcher(watcher)
+
+
+class StoreNode(WatchingMember):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.state = StoreState()
@@ -324,20 +343,6 @@ class StoreNode(StateView):
                     return
 
     # --- watches -----------------------------------------------------------------------
-
-    def watch(
-        self, key: str, recursive: bool, stream: bool, since_index: int
-    ) -> tuple[Watcher, WatchSink]:
-        """Register a watcher (raises HistoryCleared). Events, including one found in the
-        history, arrive through the returned sink."""
-        sink = WatchSink()
-        watcher, found = self.tree.add_watcher(key, recursive, stream, since_index, sink)
-        if found is not None:
-            sink.push(found)
-        return watcher, sink
-
-    def unwatch(self, watcher: Watcher) -> None:
-        self.tree.remove_watcher(watcher)
 
     # A single member's WAL has no conf changes: a store that should grow is started as a
     # cluster (`--initial-cluster` with its members), whose members can be changed.

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from dockyard.engine.images.model import ContainerConfig, HealthConfig
+from dockyard.engine.model.gotime import parse_go_duration
 
 __all__ = ["InvalidChange", "apply_changes", "parse_go_duration_ns"]
 
@@ -53,16 +54,6 @@ VALID_CHANGE_COMMANDS = frozenset(
 )
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PROTOCOLS = ("tcp", "udp", "sctp")
-_DURATION_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
 _MINIMUM_DURATION_NS = 1_000_000  # moby container.MinimumDuration (1ms)
 
 
@@ -394,21 +385,10 @@ def _stopsignal(state: _State, rest: str) -> _State:
 
 def parse_go_duration_ns(text: str) -> int:
     """Go's time.ParseDuration, in nanoseconds (`1m30s`, `500ms`, `0`)."""
-    sign = -1 if text.startswith("-") else 1
-    body = text.lstrip("+-")
-    if body == "0":
-        return 0
-    total = 0.0
-    pos = 0
-    while pos < len(body):
-        match = _DURATION_PART_RE.match(body, pos)
-        if match is None or match.group(1) in ("", "."):
-            raise InvalidChange(f'time: invalid duration "{text}"')
-        total += float(match.group(1)) * _DURATION_UNITS_NS[match.group(2)]
-        pos = match.end()
-    if not body:
+    value = parse_go_duration(text)
+    if value is None:
         raise InvalidChange(f'time: invalid duration "{text}"')
-    return sign * int(total)
+    return value
 
 
 def _healthcheck(state: _State, rest: str) -> _State:

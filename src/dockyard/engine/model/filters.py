@@ -26,6 +26,7 @@ from dockyard.engine.model.container import (
     InvalidArgument,
     parse_time_ns,
 )
+from dockyard.engine.model.gotime import parse_go_duration
 from dockyard.engine.model.health import NO_HEALTHCHECK, VALID_HEALTH
 
 # moby daemon/list.go acceptedPsFilterTags.
@@ -231,40 +232,6 @@ def select_containers(records: Sequence[ContainerRecord], query: PsQuery) -> lis
 
 
 # -- times -------------------------------------------------------------------------------------
-
-_DURATION_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-
-
-def parse_go_duration(text: str) -> int | None:
-    """Go's time.ParseDuration in nanoseconds, or None when `text` is not one."""
-    sign = 1
-    rest = text
-    if rest[:1] in ("-", "+"):
-        sign = -1 if rest[0] == "-" else 1
-        rest = rest[1:]
-    if rest == "0":
-        return 0
-    if not rest:
-        return None
-    total = 0.0
-    pos = 0
-    while pos < len(rest):
-        m = _DURATION_RE.match(rest, pos)
-        if m is None or m.group(1) in ("", "."):
-            return None
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    return sign * int(total)
 
 
 def parse_unix_timestamp(text: str) -> int:

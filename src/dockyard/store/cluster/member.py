@@ -117,13 +117,14 @@ from dockyard.store.errors import MembershipError, RaftInternalError
 from dockyard.store.node import (
     EXPIRY_TICK_S,
     StoreDataError,
+    WatchingMember,
     WatchSink,
     cluster_id_for,
     member_id_for,
 )
 from dockyard.store.snapshot import Snapshot as SnapshotFile
 from dockyard.store.snapshot import load_latest_snapshot, save_snapshot
-from dockyard.store.state import StateView, StoreState
+from dockyard.store.state import StoreState
 from dockyard.store.tree import ApplyResult, Event, Watcher
 from dockyard.store.wal import WalError
 from dockyard.tls.contexts import client_context, server_context
@@ -267,7 +268,7 @@ class _Read:
     index: int = 0  # set once the core answers
 
 
-class ClusterMember(StateView):
+class ClusterMember(WatchingMember):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self.members = {
@@ -768,18 +769,6 @@ class ClusterMember(StateView):
             await future
         except RaftInternalError as error:
             raise MembershipError(500, str(error)) from None
-
-    def watch(
-        self, key: str, recursive: bool, stream: bool, since_index: int
-    ) -> tuple[Watcher, WatchSink]:
-        sink = WatchSink()
-        watcher, found = self.tree.add_watcher(key, recursive, stream, since_index, sink)
-        if found is not None:
-            sink.push(found)
-        return watcher, sink
-
-    def unwatch(self, watcher: Watcher) -> None:
-        self.tree.remove_watcher(watcher)
 
     # --- inputs to the core ----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.engine.images.build.dockerfile import Node
+from dockyard.engine.model.gotime import parse_go_duration
 
 __all__ = [
     "AddCommand",
@@ -51,18 +52,6 @@ __all__ = [
 ]
 
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_\.]*$")
-# Go's time.ParseDuration units, in nanoseconds.
-_DURATION_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_RE = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
 MINIMUM_DURATION_NS = 1_000_000  # moby container.MinimumDuration (1ms)
 
 
@@ -245,21 +234,10 @@ def _pairs(name: str, args: Sequence[str | None]) -> tuple[tuple[str, str], ...]
 
 def parse_duration_ns(text: str) -> int:
     """Go's `time.ParseDuration` (non-negative values), in nanoseconds."""
-    error = InstructionError(f'time: invalid duration "{text}"')
-    body = text.lstrip("+")
-    if body == "0":
-        return 0
-    if not body or body.startswith("-"):
-        raise error
-    total = 0.0
-    pos = 0
-    while pos < len(body):
-        match = _DURATION_RE.match(body, pos)
-        if match is None or match.group(1) in ("", "."):
-            raise error
-        total += float(match.group(1)) * _DURATION_UNITS_NS[match.group(2)]
-        pos = match.end()
-    return int(total)
+    value = None if text.lstrip("+").startswith("-") else parse_go_duration(text)
+    if value is None:
+        raise InstructionError(f'time: invalid duration "{text}"')
+    return value
 
 
 def _interval(flags: _Flags, name: str) -> int:
