@@ -9,8 +9,10 @@ cd "$here"
 # docker.io: the reference dockerd (20.10) for the engine's differential tests and benchmark;
 # docker-registry: the real Registry v2 the pull/push tests start on loopback; mmdebstrap:
 # `dockyard image bootstrap debian:…` builds Debian base images from Debian's archive.
+# iptables: the engine's NAT, published ports and isolation; dnsmasq-base: the real upstream
+# resolver the embedded-DNS tests forward to.
 apt_packages=(etcd-server etcd-client wrk curl ca-certificates iproute2 util-linux runc busybox-static tini
-  docker.io docker-registry mmdebstrap)
+  iptables dnsmasq-base docker.io docker-registry mmdebstrap)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

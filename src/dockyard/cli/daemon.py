@@ -86,6 +86,26 @@ def register(group: click.Group) -> None:
         help="Registry (host[:port] or CIDR) reached over plain HTTP, repeatable.",
     )
     @click.option(
+        "-b",
+        "--bridge",
+        default="dockyard0",
+        show_default=True,
+        help="The default bridge network's Linux bridge; 'none' for no default bridge.",
+    )
+    @click.option(
+        "--bip",
+        default="",
+        help="The default bridge's address and subnet, e.g. 172.30.0.1/16 "
+        "[default: the first free private /16 that collides with nothing on the host].",
+    )
+    @click.option(
+        "--iptables",
+        type=click.BOOL,
+        default=True,
+        show_default=True,
+        help="Program iptables (NAT, published ports, isolation); false leaves them alone.",
+    )
+    @click.option(
         "-l",
         "--log-level",
         type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
@@ -103,11 +123,15 @@ def register(group: click.Group) -> None:
         tlscert: Path | None,
         tlskey: Path | None,
         insecure_registries: tuple[str, ...],
+        bridge: str,
+        bip: str,
+        iptables: bool,
         log_level: str,
     ) -> None:
         """Serve the Docker Engine API (unix socket; TCP only on loopback or with TLS)."""
         from dockyard.engine.daemon import DaemonConfig, serve_forever
         from dockyard.engine.listeners import ListenerError, parse_host, server_tls_context
+        from dockyard.engine.network.manager import NetworkConfig
         from dockyard.tls.errors import TlsConfigError
 
         level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
@@ -129,6 +153,7 @@ def register(group: click.Group) -> None:
             tls_key=(tlskey or cert_dir / "key.pem").absolute(),
             runc_binary=shutil.which("runc") or "runc",
             insecure_registries=insecure_registries,
+            network=NetworkConfig(bridge=bridge, bip=bip, iptables=iptables),
         )
         try:
             # Refuse before touching anything: bad hosts, then unusable certificates.

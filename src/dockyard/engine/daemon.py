@@ -113,6 +113,7 @@ from dockyard.engine.model import host_config as hcfg
 from dockyard.engine.model import oci_spec
 from dockyard.engine.model import restart as rp
 from dockyard.engine.model.top import PsOutputError, parse_ps_output
+from dockyard.engine.network.manager import NetworkConfig, NetworkManager
 from dockyard.engine.runtime.logfile import format_rfc3339nano
 from dockyard.engine.runtime.runc import Runc, RuncError
 from dockyard.engine.runtime.shim import (
@@ -131,6 +132,9 @@ from dockyard.engine.runtime.shim import (
 )
 from dockyard.engine.security import seccomp
 from dockyard.engine.security.devices import device_nodes, host_devices
+from dockyard.engine.volumes import model as vmodel
+from dockyard.engine.volumes.model import MountPoint
+from dockyard.engine.volumes.service import VolumeService
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +146,6 @@ DEFAULT_STOP_TIMEOUT_S = 10  # moby container/container.go defaultStopTimeout
 FOLLOW_POLL_S = 0.1
 # How long a forced remove or SIGKILL waits for the shim to report the exit.
 KILL_WAIT_S = 30.0
-NETWORK_WARNING = (
-    "WARNING: dockyard has no container networking yet: containers run with "
-    "--network none unless --network host is given"
-)
 
 
 @dataclass(eq=False)
@@ -171,6 +171,7 @@ class DaemonConfig:
     runc_binary: str = "runc"
     # dockerd --insecure-registry: host[:port] or CIDR; loopback is always insecure.
     insecure_registries: tuple[str, ...] = ()
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # -b, --bip, --iptables
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,14 @@ def _merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
     return [*env, *(entry for entry in image_env if entry.partition("=")[0] not in keys)]
 
 
+def _merge_set(own: Any, image: Sequence[str] | None) -> dict[str, Any] | None:
+    """moby merge(): a Go set (`{"80/tcp": {}}`) with the image's keys added."""
+    merged: dict[str, Any] = {str(k): {} for k in (own or {})}
+    for key in image or ():
+        merged.setdefault(str(key), {})
+    return merged or (None if own is None else merged)
+
+
 def _strings(value: Any) -> list[str] | None:
     if value is None:
         return None
@@ -249,6 +258,7 @@ class Engine:
         *,
         runc_binary: str,
         insecure_registries: tuple[str, ...] = (),
+        network: NetworkConfig | None = None,
     ) -> None:
         self.layout = layout
         self.insecure_registries = insecure_registries
@@ -284,6 +294,44 @@ class Engine:
             emit=self.emit_container_event,
         )
         self.health = HealthMonitor(self.containers, self.execs, self.emit_container_event)
+        self.networks = NetworkManager(
+            state_dir=layout.data_root / "network",
+            netns_dir=layout.exec_root / "netns",
+            files_dir=self._dir,
+            config=network or NetworkConfig(),
+            emit=self._emit_network_event,
+            host_name=host.hostname,
+        )
+        self.volumes = VolumeService(
+            layout.data_root,
+            emit=self._emit_volume_event,
+            rng=self._rng,
+        )
+
+    def _emit_network_event(self, action: str, nid: str, attrs: Mapping[str, str]) -> None:
+        self.events.emit(ev.NETWORK, action, nid, attrs)
+
+    def _emit_volume_event(self, action: str, name: str, attrs: Mapping[str, str]) -> None:
+        self.events.emit(ev.VOLUME, action, name, attrs)
+
+    def volume_users(self) -> dict[str, list[str]]:
+        """Volume name -> the containers whose mounts name it (running or not)."""
+        users: dict[str, list[str]] = {}
+        for record in self.containers:
+            for point in record.mount_points:
+                if point.get("type") == "volume" and point.get("name"):
+                    users.setdefault(str(point["name"]), []).append(record.id)
+        return users
+
+    @staticmethod
+    def mount_points(record: ContainerRecord) -> list[MountPoint]:
+        return [MountPoint.from_json(m) for m in record.mount_points]
+
+    def find_container(self, ref: str) -> ContainerRecord | None:
+        try:
+            return self.containers.resolve(ref)
+        except EngineError:
+            return None
 
     def emit_container_event(
         self, cid: str, action: str, extra: Mapping[str, str] | None = None
@@ -329,6 +377,16 @@ class Engine:
         await asyncio.to_thread(self._clear_stale_builds)
         # Interrupted pulls, loads and builds: staging and layers no image took.
         await asyncio.to_thread(self.images.recover, lease_s=LAYER_LEASE_S, now_s=time.time())
+        # Volumes and networks first: restart policies below start containers on them.
+        running = {
+            r.id: r
+            for r in self.containers
+            if r.state.running and shim_running(self.layout.shims / r.id)
+        }
+        await asyncio.to_thread(
+            self.volumes.recover, {cid: self.mount_points(r) for cid, r in running.items()}
+        )
+        await self.networks.start(running)
         for record in list(self.containers):
             if not record.state.running:
                 if record.state.status == "exited":
@@ -425,6 +483,8 @@ class Engine:
         if self._monitors:
             await asyncio.wait(list(self._monitors.values()))
         self._monitors.clear()
+        running = any(r.state.running for r in self.containers)
+        await self.networks.close(containers_running=running)
 
     def _watch(self, cid: str, waiter: Callable[[], Awaitable[ExitStatus]]) -> None:
         self._monitors[cid] = asyncio.create_task(self._monitor(cid, waiter))
@@ -467,6 +527,7 @@ class Engine:
         if status.oom_killed:
             self.emit_container_event(cid, "oom")
         self.emit_container_event(cid, "die", {"exitCode": str(status.exit_code)})
+        await self._release_start(cid)
         # Decided before anyone hears of the exit: an answer to stop/kill/wait already
         # shows whether the container restarts.
         self._after_exit(cid)
@@ -474,6 +535,14 @@ class Engine:
         for fut in self._exit_waiters.pop(cid, set()):
             if not fut.done():
                 fut.set_result(status.exit_code)
+
+    async def _release_start(self, cid: str) -> None:
+        """What a start took besides the rootfs: the network sandbox and volume references."""
+        try:
+            await self.networks.detach_container(cid)
+        except Exception:
+            logger.exception("container %s: network teardown failed", cid)
+        await asyncio.to_thread(self.volumes.detach, cid)
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -505,7 +574,9 @@ class Engine:
 
     # -- operations -------------------------------------------------------------------------
 
-    def create(self, name: str, body: Mapping[str, Any]) -> tuple[ContainerRecord, list[str]]:
+    def create(
+        self, name: str, body: Mapping[str, Any], *, api_version: str = "1.44"
+    ) -> tuple[ContainerRecord, list[str]]:
         image_ref = str(body.get("Image") or "")
         if not image_ref:
             raise InvalidArgument("config cannot be empty in order to create a container")
@@ -567,12 +638,18 @@ class Engine:
             "Env": env,
             "Cmd": cmd,
             "Image": image_ref,
-            "Volumes": body.get("Volumes"),
+            "Volumes": _merge_set(body.get("Volumes"), image_cfg.volumes if image_cfg else None),
             "WorkingDir": working_dir,
             "Entrypoint": entrypoint,
             "OnBuild": None,
             "Labels": labels,
         }
+        # moby merge(): the image's EXPOSE joins the container's ExposedPorts.
+        exposed = _merge_set(
+            body.get("ExposedPorts"), image_cfg.exposed_ports if image_cfg else None
+        )
+        if exposed:
+            config["ExposedPorts"] = exposed
         # Shown only when set, as dockerd's omitempty; stop() reads them.
         if stop_signal:
             config["StopSignal"] = stop_signal
@@ -601,12 +678,36 @@ class Engine:
             )
         except oci_spec.SpecError as e:
             raise InvalidArgument(str(e)) from None
+        endpoints = self.networks.plan_endpoints(
+            config, host_config, body.get("NetworkingConfig"), api_version=api_version
+        )
+        volumes_from: list[tuple[list[MountPoint], str]] = []
+        for spec in host_config.get("VolumesFrom") or ():
+            name, mode = vmodel.parse_volumes_from(str(spec))
+            volumes_from.append((self.mount_points(self.containers.resolve(name)), mode))
+        # Last: it creates the volumes the container names (moby does at create).
+        points = self.volumes.plan(
+            binds=[str(b) for b in host_config.get("Binds") or ()],
+            mounts=list(host_config.get("Mounts") or ()),
+            config_volumes=list(config.get("Volumes") or {}),
+            image_volumes=list(image_cfg.volumes or ()) if image_cfg else [],
+            volumes_from=volumes_from,
+            tmpfs_destinations=list(host_config.get("Tmpfs") or {}),
+            volume_driver=str(host_config.get("VolumeDriver") or ""),
+        )
+        record = replace(
+            record,
+            mount_points=tuple(p.to_json() for p in points),
+            endpoints_config=endpoints,
+        )
         self.containers.add(record)
         try:
             self.snapshots.prepare(cid, image.chain_ids)
         except BaseException:
             self.containers.remove(cid)
+            self.volumes.remove_container(cid, points, remove_anonymous=True, users={})
             raise
+        self.networks.set_container_name(cid, full_name)
         self.emit_container_event(cid, "create")
         return record, warnings
 
@@ -674,7 +775,7 @@ class Engine:
         record = self.containers.resolve(ref)
         try:
             await self._start(record.id)
-        except (InvalidArgument, ct.NotFound):
+        except EngineError:
             # moby daemon/start.go: an AutoRemove container whose start failed is removed.
             await self._auto_remove(record.id)
             raise
@@ -696,18 +797,21 @@ class Engine:
                 record = record.with_state(
                     replace(record.state, restarting=False, restart_count=0, manually_stopped=False)
                 )
-            _check_network_mode(str(record.host_config.get("NetworkMode") or "default"))
             rootfs = self._rootfs(cid)
             rootfs.mkdir(exist_ok=True)
             await asyncio.to_thread(mount, self.snapshots.mounts(cid), rootfs)
             try:
+                spec_config = await self._start_config(record, rootfs)
                 spec = oci_spec.build_spec(
-                    self._spec_config(record, rootfs),
+                    spec_config,
                     rootfs=str(rootfs),
                     host=self._host_facts(record),
                     container_id=cid,
                     seccomp_profile=self._seccomp,
                 )
+                propagation = vmodel.rootfs_propagation(self.mount_points(record))
+                if propagation:
+                    spec["linux"]["rootfsPropagation"] = propagation
                 bundle = self._dir(cid) / "bundle"
                 bundle.mkdir(exist_ok=True)
                 (bundle / "config.json").write_text(json.dumps(spec))
@@ -739,6 +843,7 @@ class Engine:
                     for sock, _ in pending:
                         sock.close()
             except RuncError as e:
+                await self._release_start(cid)
                 await asyncio.to_thread(unmount, rootfs)
                 message = ct.docker_start_error(e.message)
                 self.containers.save(
@@ -746,9 +851,11 @@ class Engine:
                 )
                 raise InvalidArgument(message) from None
             except oci_spec.SpecError as e:
+                await self._release_start(cid)
                 await asyncio.to_thread(unmount, rootfs)
                 raise InvalidArgument(str(e)) from None
             except BaseException:
+                await self._release_start(cid)
                 await asyncio.to_thread(unmount, rootfs)
                 raise
             state = ct.started(record.state, pid=handle.init_pid, started_at=started_at)
@@ -756,6 +863,53 @@ class Engine:
             self._watch(cid, handle.wait_exit)
             self.emit_container_event(cid, "start")
             self.health.start(cid)
+
+    async def _start_config(
+        self, record: ContainerRecord, rootfs: Path
+    ) -> oci_spec.ContainerConfig:
+        """The spec input with what a start adds: volume and bind mounts, the network
+        namespace, the /etc files and the link environment."""
+        cid = record.id
+        base = self._spec_config(record, rootfs)
+        volume_mounts = await asyncio.to_thread(
+            self.volumes.attach,
+            cid,
+            self.mount_points(record),
+            rootfs,
+        )
+        net = await self.networks.attach_container(
+            record, lookup=self.find_container, pid_of=self._pid_of
+        )
+        taken = {m.destination for m in volume_mounts}
+        # A volume or bind on /etc/hosts etc. wins over the generated file (moby).
+        files = tuple(m for m in net.mounts if m.destination not in taken)
+        return replace(
+            base,
+            mounts=(*volume_mounts, *files),
+            network_namespace_path=net.netns_path,
+            env=(*net.env, *base.env),
+        )
+
+    def _pid_of(self, cid: str) -> int:
+        return self.containers.get(cid).state.pid
+
+    async def connect_network(
+        self, network_ref: str, container_ref: str, endpoint: Mapping[str, Any]
+    ) -> None:
+        cid = self.containers.resolve(container_ref).id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            configs = await self.networks.connect(network_ref, record, endpoint)
+            self.containers.save(replace(record, endpoints_config=configs))
+
+    async def disconnect_network(
+        self, network_ref: str, container_ref: str, *, force: bool
+    ) -> None:
+        cid = self.containers.resolve(container_ref).id
+        async with self._lock(cid):
+            record = self.containers.get(cid)
+            configs = await self.networks.disconnect(network_ref, record, force=force)
+            self.containers.save(replace(record, endpoints_config=configs))
 
     async def stop(self, ref: str, timeout_s: int | None) -> None:
         record = self.containers.resolve(ref)
@@ -887,7 +1041,7 @@ class Engine:
             finally:
                 self.forget_wait(cid, fut)
 
-    async def remove(self, ref: str, *, force: bool) -> None:
+    async def remove(self, ref: str, *, force: bool, remove_volumes: bool = False) -> None:
         record = self.containers.resolve(ref)
         cid = record.id
         async with self._lock(cid):
@@ -918,6 +1072,14 @@ class Engine:
                     await self._runc.delete(cid, force=True)
             with contextlib.suppress(SnapshotError):
                 await asyncio.to_thread(self.snapshots.remove, cid)
+            await self.networks.detach_container(cid)
+            await asyncio.to_thread(
+                self.volumes.remove_container,
+                cid,
+                self.mount_points(record),
+                remove_anonymous=remove_volumes,
+                users=self.volume_users(),
+            )
             shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
             self.emit_container_event(cid, "destroy")
             self.containers.remove(cid)
@@ -941,6 +1103,7 @@ class Engine:
                 raise InvalidArgument("Renaming a container with the same name as its current name")
             old_name = self.containers.get(cid).name
             self.containers.rename(cid, name)
+            self.networks.set_container_name(cid, name)
             self.emit_container_event(cid, "rename", {"oldName": old_name})
 
     def _clear_stale_mounts(self) -> None:
@@ -1170,20 +1333,6 @@ def _log_item(
     return stream, line
 
 
-# The networks a container can name until user networks exist (issue 5); the default
-# bridge runs as `none` for now (/info says so).
-_KNOWN_NETWORKS = frozenset({"default", "bridge", "none", "host"})
-
-
-def _check_network_mode(mode: str) -> None:
-    """dockerd resolves the network at start, not at create: an unknown name fails the start
-    with 404 `network <name> not found`."""
-    if mode.startswith("container:"):
-        raise InvalidArgument("--network container:<name> is not supported by dockyard yet")
-    if mode not in _KNOWN_NETWORKS:
-        raise ct.NotFound(f"network {mode} not found")
-
-
 def _console_size(hc: Mapping[str, Any]) -> tuple[int, int] | None:
     """HostConfig.ConsoleSize ([rows, cols], API 1.42+); None when unset or zero."""
     size = hc.get("ConsoleSize")
@@ -1227,6 +1376,7 @@ class Daemon:
             host,
             runc_binary=self.config.runc_binary,
             insecure_registries=self.config.insecure_registries,
+            network=self.config.network,
         )
         self.engine = engine
         await engine.recover()
@@ -1265,7 +1415,6 @@ __all__ = [
     "DEFAULT_DATA_ROOT",
     "DEFAULT_EXEC_ROOT",
     "DEFAULT_HOST",
-    "NETWORK_WARNING",
     "Daemon",
     "DaemonConfig",
     "Engine",

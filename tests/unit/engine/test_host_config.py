@@ -174,7 +174,7 @@ def test_every_flag_reaches_the_spec_input() -> None:
         uts_mode="host",
         userns_mode="host",
         cgroupns_mode="private",
-        network_mode="none",  # no networking yet: anything but host is an empty netns
+        network_mode="bridge",
         cgroup_parent="/mine",
         resources=Resources(
             memory=64 << 20,

@@ -39,6 +39,7 @@ from dockyard.engine.api.archive_routes import ArchiveRoutes
 from dockyard.engine.api.build_routes import BuildRoutes
 from dockyard.engine.api.events_routes import EventRoutes
 from dockyard.engine.api.image_routes import ImageRoutes
+from dockyard.engine.api.network_routes import NetworkRoutes
 from dockyard.engine.api.registry_routes import RegistryRoutes
 from dockyard.engine.api.router import (
     JSON,
@@ -65,6 +66,7 @@ from dockyard.engine.api.versions import (
     ApiVersionError,
     split_version,
 )
+from dockyard.engine.api.volume_routes import VolumeRoutes
 from dockyard.engine.containers import (
     Conflict,
     ContainerRecord,
@@ -74,7 +76,7 @@ from dockyard.engine.containers import (
     NotModified,
     status_text,
 )
-from dockyard.engine.daemon import NETWORK_WARNING, AttachSession, Engine
+from dockyard.engine.daemon import AttachSession, Engine
 from dockyard.engine.execs import ExecDriver, ExecInstance, write_all
 from dockyard.engine.images.model import InvalidReference
 from dockyard.engine.images.store import ImageNotFound
@@ -92,6 +94,7 @@ from dockyard.engine.model.filters import (
     select_containers,
     validate_ps_filters,
 )
+from dockyard.engine.network.ipam import NetworkError
 from dockyard.http.types import (
     HijackedStream,
     HijackResponse,
@@ -112,6 +115,8 @@ class DockerApi(
     UpdateRoutes,
     ArchiveRoutes,
     StatsRoutes,
+    NetworkRoutes,
+    VolumeRoutes,
 ):
     """The `Handler` the daemon's HTTP server calls."""
 
@@ -143,6 +148,8 @@ class DockerApi(
                 reply: Reply = await getattr(self, name)(call)
             except NotModified:
                 return Response(304, trusted_headers=TRUSTED_HEADERS)
+            except NetworkError as e:
+                return error_reply(e.status, str(e))
             except (NotFound, ImageNotFound) as e:
                 return error_reply(404, str(e))
             except Conflict as e:
@@ -226,8 +233,8 @@ class DockerApi(
                 "Driver": "overlayfs",
                 "DriverStatus": [["Backing Filesystem", "overlayfs snapshotter"]],
                 "Plugins": {
-                    "Volume": [],
-                    "Network": ["host", "null"],
+                    "Volume": ["local"],
+                    "Network": ["bridge", "host", "null"],
                     "Authorization": None,
                     "Log": ["json-file"],
                 },
@@ -291,7 +298,7 @@ class DockerApi(
                 "RuncCommit": {"ID": "", "Expected": ""},
                 "InitCommit": {"ID": "", "Expected": ""},
                 "SecurityOptions": ["name=seccomp,profile=builtin"],
-                "Warnings": [NETWORK_WARNING],
+                "Warnings": None,
             },
         )
 
@@ -302,7 +309,8 @@ class DockerApi(
         body = call.json_body()
         if not isinstance(body, dict):
             raise InvalidArgument("config cannot be empty in order to create a container")
-        record, warnings = self.engine.create(call.arg("name"), body)
+        version = f"{call.version.major}.{call.version.minor}"
+        record, warnings = self.engine.create(call.arg("name"), body, api_version=version)
         return json_reply(201, {"Id": record.id, "Warnings": warnings})
 
     @route("GET", "/containers/json")
@@ -339,6 +347,7 @@ class DockerApi(
         return json_reply(200, [self._summary(r, now_ns) for r in records])
 
     def _summary(self, record: ContainerRecord, now_ns: int) -> dict[str, Any]:
+        ports, networks = self.engine.networks.summary(record)
         return {
             "Id": record.id,
             "Names": [record.name],
@@ -346,19 +355,20 @@ class DockerApi(
             "ImageID": record.image_id,
             "Command": record.command,
             "Created": unix_s(record.created),
-            "Ports": [],
+            "Ports": ports,
             "Labels": dict(record.config.get("Labels") or {}),
             "State": record.state.wire_status,
             "Status": status_text(record.state, now_ns),
             "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "NetworkSettings": networks,
+            "Mounts": self.engine.volumes.inspect_mounts(self.engine.mount_points(record)),
         }
 
     @route("GET", "/containers/(?P<id>[^/]+)/json")
     async def container_inspect(self, call: Call) -> Reply:
         record = self.engine.containers.resolve(call.params["id"])
         state = record.state
+        resolv_path, hostname_path, hosts_path = self.engine.networks.file_paths(record)
         return json_reply(
             200,
             {
@@ -382,9 +392,9 @@ class DockerApi(
                     **({"Health": state.health.to_wire()} if state.health is not None else {}),
                 },
                 "Image": record.image_id,
-                "ResolvConfPath": "",
-                "HostnamePath": "",
-                "HostsPath": "",
+                "ResolvConfPath": resolv_path,
+                "HostnamePath": hostname_path,
+                "HostsPath": hosts_path,
                 "LogPath": str(self.engine.log_path(record.id)),
                 "Name": record.name,
                 "RestartCount": state.restart_count,
@@ -396,15 +406,9 @@ class DockerApi(
                 "ExecIDs": self.engine.execs.running_ids_of(record.id) or None,
                 "HostConfig": dict(record.host_config),
                 "GraphDriver": {"Name": "overlayfs", "Data": None},
-                "Mounts": [],
+                "Mounts": self.engine.volumes.inspect_mounts(self.engine.mount_points(record)),
                 "Config": dict(record.config),
-                "NetworkSettings": {
-                    "Bridge": "",
-                    "SandboxID": "",
-                    "Ports": {},
-                    "SandboxKey": "",
-                    "Networks": {},
-                },
+                "NetworkSettings": self.engine.networks.network_settings(record),
             },
         )
 
@@ -460,7 +464,9 @@ class DockerApi(
 
     @route("DELETE", "/containers/(?P<id>[^/]+)")
     async def container_remove(self, call: Call) -> Reply:
-        await self.engine.remove(call.params["id"], force=call.flag("force"))
+        await self.engine.remove(
+            call.params["id"], force=call.flag("force"), remove_volumes=call.flag("v")
+        )
         return Response(204, trusted_headers=TRUSTED_HEADERS)
 
     @route("POST", "/containers/(?P<id>[^/]+)/wait")

@@ -236,6 +236,12 @@ class ContainerRecord:
     config: Mapping[str, Any]  # Docker's Config, wire shape, as inspect shows it
     host_config: Mapping[str, Any]  # Docker's HostConfig, wire shape, defaults filled
     state: ContainerState = field(default_factory=ContainerState)
+    # The container's mounts (volumes/model.py MountPoint JSON), planned at create.
+    mount_points: tuple[Mapping[str, Any], ...] = ()
+    # The networks it joins and the user's settings for each (EndpointSettings wire shape:
+    # IPAMConfig, Aliases, Links, MacAddress...), keyed by network name, as moby keeps
+    # NetworkSettings.Networks; addresses are the network driver's, assigned at start.
+    endpoints_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -267,6 +273,8 @@ class ContainerRecord:
             "config": dict(self.config),
             "host_config": dict(self.host_config),
             "state": self.state.to_json(),
+            "mount_points": [dict(m) for m in self.mount_points],
+            "endpoints_config": {k: dict(v) for k, v in self.endpoints_config.items()},
         }
 
     @classmethod
@@ -282,6 +290,10 @@ class ContainerRecord:
             config=dict(obj["config"]),
             host_config=dict(obj["host_config"]),
             state=ContainerState.from_json(obj["state"]),
+            mount_points=tuple(dict(m) for m in obj.get("mount_points") or ()),
+            endpoints_config={
+                str(k): dict(v) for k, v in (obj.get("endpoints_config") or {}).items()
+            },
         )
 
 

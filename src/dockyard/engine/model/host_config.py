@@ -314,8 +314,10 @@ def container_config(
         uts_mode=str(hc.get("UTSMode") or ""),
         userns_mode=str(hc.get("UsernsMode") or ""),
         cgroupns_mode=str(hc.get("CgroupnsMode") or ""),
-        # No networking yet: anything but host gets an empty network namespace.
-        network_mode="host" if network == "host" else "none",
+        # "default" is the daemon's default network, the bridge (moby
+        # NetworkMode.NetworkName); the daemon sets network_namespace_path for the bridge,
+        # user networks and container:<name>.
+        network_mode="bridge" if network == "default" else network,
         cgroup_parent=str(hc.get("CgroupParent") or ""),
         resources=_resources(hc),
         init=None if init is None else bool(init),

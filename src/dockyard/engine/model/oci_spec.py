@@ -186,6 +186,12 @@ class ContainerConfig:
     userns_mode: str = ""
     cgroupns_mode: str = ""
     network_mode: str = ""
+    # The network namespace to join (a bind-mounted netns file the network driver made, or
+    # another container's /proc/<pid>/ns/net); "" lets runc make an empty one.
+    network_namespace_path: str = ""
+    # Mounts the daemon resolved: binds, volumes, --mount tmpfs, and the /etc/hosts,
+    # /etc/resolv.conf and /etc/hostname files; sorted with --tmpfs by depth (mountSort).
+    mounts: tuple[Mount, ...] = ()
     cgroup_parent: str = ""
     resources: Resources = Resources()
     init: bool | None = None  # None: the daemon default (off)
@@ -671,7 +677,12 @@ def _namespaces(config: ContainerConfig, host: HostFacts, cgroupns: str) -> list
         ns.remove("uts")
     if cgroupns == "private":
         ns.append("cgroup")
-    return [{"type": t} for t in ns]
+    out: list[dict[str, Any]] = [{"type": t} for t in ns]
+    if config.network_namespace_path and "network" in ns:
+        for entry in out:
+            if entry["type"] == "network":
+                entry["path"] = config.network_namespace_path
+    return out
 
 
 def _cgroupns_mode(config: ContainerConfig, host: HostFacts) -> str:
@@ -740,6 +751,7 @@ def _mounts(config: ContainerConfig, host: HostFacts, shm_size: int, use_init: b
         user.append(Mount(dest, "tmpfs", "tmpfs", tuple(_merge_tmpfs_options(options))))
     if config.ipc_mode == "host" and "/dev/shm" not in config.tmpfs:
         user.append(Mount("/dev/shm", "bind", "/dev/shm", ("rbind", "rprivate")))
+    user.extend(m for m in config.mounts if m.destination not in config.tmpfs)
     # sortMounts; Docker's HostConfig.Tmpfs is a Go map with no order, we keep the
     # caller's order among mounts of equal depth.
     user.sort(key=lambda m: _mount_depth(m.destination))
