@@ -382,8 +382,17 @@ def _short_run_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-def start_dockerd(tmp_path: Path) -> DaemonProcess:
-    """dockerd 20.10 on a private socket, data root and exec root, with no network changes."""
+def start_dockerd(tmp_path: Path, *, networking: bool = False) -> DaemonProcess:
+    """dockerd 20.10 on a private socket, data root and exec root, with no network changes;
+    with `networking`, its defaults: docker0, iptables (it sets FORWARD's policy to DROP),
+    IP forwarding, masquerading and the userland proxy (the caller restores the host)."""
+    no_network = [
+        "--iptables=false",
+        "--ip6tables=false",
+        "--ip-forward=false",
+        "--ip-masq=false",
+        "--bridge=none",
+    ]
     run_dir = _short_run_dir("dd-")
     data_root = tmp_path / "dockerd-root"
     config_file = run_dir / "daemon.json"
@@ -408,11 +417,7 @@ def start_dockerd(tmp_path: Path) -> DaemonProcess:
             str(run_dir / "exec"),
             "--pidfile",
             str(run_dir / "dockerd.pid"),
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-forward=false",
-            "--ip-masq=false",
-            "--bridge=none",
+            *([] if networking else no_network),
             "--cgroup-parent",
             f"/{cgroup_parent}",
             "--storage-driver",
@@ -467,6 +472,10 @@ def start_dockyard_daemon(
             str(data_root),
             "--exec-root",
             str(run_dir / "exec"),
+            # Its own default bridge (and so its own iptables chains): test daemons may run
+            # side by side.
+            "--bridge",
+            f"dys{secrets.token_hex(3)}",
             *label_args,
             *extra_args,
         ],

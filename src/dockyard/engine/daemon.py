@@ -679,7 +679,7 @@ class Engine:
         except oci_spec.SpecError as e:
             raise InvalidArgument(str(e)) from None
         endpoints = self.networks.plan_endpoints(
-            config, host_config, body.get("NetworkingConfig"), api_version=api_version
+            body, config, host_config, body.get("NetworkingConfig"), api_version=api_version
         )
         volumes_from: list[tuple[list[MountPoint], str]] = []
         for spec in host_config.get("VolumesFrom") or ():

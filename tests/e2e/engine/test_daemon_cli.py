@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -65,6 +66,7 @@ class DaemonProcess:
         self.data_root = base / "root"
         self.exec_root = base / "run"
         self.log_path = base / "daemon.log"
+        self.bridge = f"dyt{secrets.token_hex(3)}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -89,6 +91,10 @@ class DaemonProcess:
                     str(self.exec_root),
                     "--label",
                     "purpose=e2e",
+                    # Its own default bridge (and so its own iptables chains): test daemons
+                    # may run side by side.
+                    "--bridge",
+                    self.bridge,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

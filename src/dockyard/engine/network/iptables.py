@@ -65,9 +65,10 @@ IPv4 only: the engine runs with IPv6 off, so there is no ip6tables plan.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dockyard.engine.network.ports import PROTOCOLS, PortMapping
@@ -89,6 +90,7 @@ __all__ = [
     "RuleSet",
     "Sysctl",
     "Teardown",
+    "chain_prefix_for",
     "plan",
     "teardown",
 ]
@@ -101,6 +103,31 @@ ISOLATION_STAGE_2 = "DOCKYARD-ISOLATION-STAGE-2"
 POSTROUTING_CHAIN = "DOCKYARD-POSTROUTING"
 FILTER_CHAINS = (CHAIN, FORWARD_CHAIN, INPUT_CHAIN, ISOLATION_STAGE_1, ISOLATION_STAGE_2)
 NAT_CHAINS = (CHAIN, POSTROUTING_CHAIN)
+_ALL_CHAINS = frozenset((*FILTER_CHAINS, *NAT_CHAINS))
+# Chain names are at most 28 characters (XT_EXTENSION_MAXNAMELEN); the longest suffix of ours
+# ("-ISOLATION-STAGE-1") leaves 10 for a prefix.
+MAX_PREFIX_LEN = 10
+
+
+def chain_prefix_for(bridge: str) -> str:
+    """The chains' prefix for a daemon whose default bridge is `bridge`: `DOCKYARD` for
+    the standard `dockyard0`, else `DY` and six characters of a hash of the name, so two
+    engines on one host (tests, several data roots) never rewrite each other's chains."""
+    if bridge in ("dockyard0", "none"):
+        return CHAIN
+    digest = hashlib.sha256(bridge.encode()).hexdigest()[:6].upper()
+    return f"DY{digest}"
+
+
+def _renamer(prefix: str) -> Callable[[str], str]:
+    if len(prefix) > MAX_PREFIX_LEN or not re.fullmatch(r"[A-Z][A-Z0-9]*", prefix):
+        raise PlanError(f"bad chain prefix {prefix!r}")
+
+    def rename(token: str) -> str:
+        return prefix + token[len(CHAIN) :] if token in _ALL_CHAINS else token
+
+    return rename
+
 
 # Linux IFNAMSIZ is 16 including the NUL. No '.': sysctl keys name the bridge in dotted form
 # (net.ipv4.conf.<bridge>.route_localnet), where a dot would be ambiguous.
@@ -196,10 +223,12 @@ _JUMPS = (
 Rule = tuple[str, tuple[str, ...]]  # (chain, rule args)
 
 
-def _restore_text(table: str, chains: Sequence[str], rules: Iterable[Rule]) -> str:
+def _restore_text(
+    table: str, chains: Sequence[str], rules: Iterable[Rule], rename: Callable[[str], str]
+) -> str:
     lines = [f"*{table}"]
-    lines += [f":{chain} - [0:0]" for chain in chains]
-    lines += [f"-A {chain} {' '.join(args)}" for chain, args in rules]
+    lines += [f":{rename(chain)} - [0:0]" for chain in chains]
+    lines += [f"-A {rename(chain)} {' '.join(map(rename, args))}" for chain, args in rules]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
@@ -211,19 +240,20 @@ class RuleSet:
     filter_rules: tuple[Rule, ...]
     nat_rules: tuple[Rule, ...]
     sysctl_settings: tuple[Sysctl, ...]
+    prefix: str = CHAIN  # the chains' names start with it (chain_prefix_for)
 
     def filter_restore_text(self) -> str:
-        return _restore_text("filter", FILTER_CHAINS, self.filter_rules)
+        return _restore_text("filter", FILTER_CHAINS, self.filter_rules, _renamer(self.prefix))
 
     def nat_restore_text(self) -> str:
-        return _restore_text("nat", NAT_CHAINS, self.nat_rules)
+        return _restore_text("nat", NAT_CHAINS, self.nat_rules, _renamer(self.prefix))
 
     def restore_text(self) -> str:
         """Both tables in one input (iptables-restore applies each table atomically)."""
         return self.filter_restore_text() + self.nat_restore_text()
 
     def jumps(self) -> tuple[Jump, ...]:
-        return _JUMPS
+        return _jumps(self.prefix)
 
     def sysctls(self) -> tuple[Sysctl, ...]:
         return self.sysctl_settings
@@ -241,19 +271,28 @@ class Teardown:
     restore_text: str
 
 
-def teardown() -> Teardown:
+def _jumps(prefix: str) -> tuple[Jump, ...]:
+    rename = _renamer(prefix)
+    return tuple(Jump(j.table, j.chain, tuple(map(rename, j.args)), first=j.first) for j in _JUMPS)
+
+
+def teardown(prefix: str = CHAIN) -> Teardown:
+    rename = _renamer(prefix)
+    filter_chains = [rename(c) for c in FILTER_CHAINS]
+    nat_chains = [rename(c) for c in NAT_CHAINS]
+
     def text(table: str, chains: Sequence[str]) -> str:
         lines = [f"*{table}", *(f":{c} - [0:0]" for c in chains)]
         lines += [f"-X {c}" for c in chains]
         return "\n".join([*lines, "COMMIT"]) + "\n"
 
     return Teardown(
-        jumps=_JUMPS,
+        jumps=_jumps(prefix),
         chains=(
-            *(("filter", c) for c in FILTER_CHAINS),
-            *(("nat", c) for c in NAT_CHAINS),
+            *(("filter", c) for c in filter_chains),
+            *(("nat", c) for c in nat_chains),
         ),
-        restore_text=text("filter", FILTER_CHAINS) + text("nat", NAT_CHAINS),
+        restore_text=text("filter", filter_chains) + text("nat", nat_chains),
     )
 
 
@@ -296,8 +335,12 @@ def plan(
     networks: Iterable[BridgeNetwork],
     ports: Iterable[PublishedPort] = (),
     links: Iterable[LinkAccept] = (),
+    *,
+    prefix: str = CHAIN,
 ) -> RuleSet:
-    """The whole ruleset for these networks, published ports and ``icc=false`` links."""
+    """The whole ruleset for these networks, published ports and ``icc=false`` links, in
+    chains named with ``prefix`` (``chain_prefix_for``)."""
+    _renamer(prefix)  # refuse a bad prefix now, not when the text is rendered
     nets = sorted(set(networks))
     by_bridge: dict[str, BridgeNetwork] = {}
     for net in nets:
@@ -427,4 +470,5 @@ def plan(
         ),
         nat_rules=(*nat_dnat, *nat_post),
         sysctl_settings=tuple(sorted(sysctls)),
+        prefix=prefix,
     )

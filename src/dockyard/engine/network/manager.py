@@ -136,6 +136,7 @@ class NetworkManager:
         self._reservations = PortReservations()
         self._last_subnet: ipaddress.IPv4Network | None = None
         self._dns: EmbeddedDns | None = None
+        self._jumps_ensured = False
         self._names: dict[str, str] = {}  # container id -> name (for DNS), kept by the engine
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -203,7 +204,8 @@ class NetworkManager:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(bridge.remove_bridge, record.bridge_name)
         if self.config.iptables:
-            await asyncio.to_thread(_firewall_teardown)
+            await asyncio.to_thread(_firewall_teardown, ipt.chain_prefix_for(self.config.bridge))
+            self._jumps_ensured = False
 
     # -- state -------------------------------------------------------------------------------
 
@@ -344,13 +346,16 @@ class NetworkManager:
                 published.append(
                     ipt.PublishedPort.from_mapping(mapping, bridges[primary.endpoint.network_id])
                 )
-        return ipt.plan(nets, published)
+        return ipt.plan(nets, published, prefix=ipt.chain_prefix_for(self.config.bridge))
 
     async def _apply_firewall(self) -> None:
         if not self.config.iptables:
             return
         rules = self._ruleset()
-        await asyncio.to_thread(_firewall_apply, rules)
+        await asyncio.to_thread(_firewall_apply, rules, jumps=not self._jumps_ensured)
+        # The builtin chains' jumps are checked once per daemon (as dockerd does at start):
+        # each check is an iptables process, and nothing of ours removes them meanwhile.
+        self._jumps_ensured = True
 
     def set_container_name(self, cid: str, name: str) -> None:
         """The engine tells of names (create, rename) so DNS answers the current one."""
@@ -476,6 +481,7 @@ class NetworkManager:
 
     def plan_endpoints(
         self,
+        requested: Mapping[str, Any],
         config: Mapping[str, Any],
         host_config: Mapping[str, Any],
         networking_config: Any,
@@ -483,8 +489,10 @@ class NetworkManager:
         api_version: str = "1.44",
     ) -> dict[str, dict[str, Any]]:
         """The create body's network settings, checked as dockerd's create does; the value
-        the container record keeps (network name -> EndpointRequest JSON)."""
-        nm.validate_net_mode(config, host_config)
+        the container record keeps (network name -> EndpointRequest JSON). `requested` is
+        the body as the client sent it (the checks are on what the user asked for, not on
+        the defaults the engine filled in, such as the hostname); `config` the filled one."""
+        nm.validate_net_mode(requested, host_config)
         mode = network_mode_name(host_config)
         lk.validate_links(
             str(host_config.get("NetworkMode") or "default"), host_config.get("Links")
@@ -608,7 +616,8 @@ class NetworkManager:
             )
             sandbox = replace(sandbox, dns=uses_dns)
             self._save_sandbox(sandbox)
-            await self._apply_firewall()
+            if sandbox.ports:  # the ruleset changes only with published ports
+                await self._apply_firewall()
             if uses_dns and self._dns is not None:
                 await self._dns.attach(cid, str(netns_path))
             self._update_dns()
@@ -985,19 +994,19 @@ def _endpoint_requests(record: ContainerRecord) -> dict[str, nm.EndpointRequest]
     return {name: nm.EndpointRequest.from_json(value) for name, value in configs.items()}
 
 
-def _firewall_apply(rules: ipt.RuleSet) -> None:
+def _firewall_apply(rules: ipt.RuleSet, *, jumps: bool) -> None:
     for sysctl in rules.sysctls():
         try:
             firewall.set_sysctl(sysctl.key, sysctl.value)
         except OSError as e:
             logger.warning("sysctl %s=%s: %s", sysctl.key, sysctl.value, e)
     firewall.restore(rules.restore_text())
-    for jump in rules.jumps():
+    for jump in rules.jumps() if jumps else ():
         firewall.ensure_jump(jump.table, jump.chain, jump.args, first=jump.first)
 
 
-def _firewall_teardown() -> None:
-    plan = ipt.teardown()
+def _firewall_teardown(prefix: str) -> None:
+    plan = ipt.teardown(prefix)
     for jump in plan.jumps:
         firewall.remove_rule(jump.table, jump.chain, jump.args)
     # Per table, every chain flushed before any is deleted: they jump to each other.

@@ -23,6 +23,7 @@ from dockyard.engine.network.iptables import (
     PlanError,
     PublishedPort,
     Sysctl,
+    chain_prefix_for,
     plan,
     teardown,
 )
@@ -323,3 +324,33 @@ def test_real_iptables_restore_accepts_the_plan_and_teardown_restores_the_state(
     # Our FORWARD jump comes first even though the other engine's was there before.
     forward = [line for line in applied if line.startswith("-A FORWARD")]
     assert forward == ["-A FORWARD -j DOCKYARD-FORWARD", "-A FORWARD -j DOCKER"]
+
+
+@unit
+def test_a_prefix_renames_every_chain_and_jump_and_nothing_else() -> None:
+    default = plan([BRIDGE], [WEB])
+    other = plan([BRIDGE], [WEB], prefix="DYABC123")
+    text = other.restore_text()
+    assert "DOCKYARD" not in text
+    assert text == default.restore_text().replace("DOCKYARD", "DYABC123")
+    assert [j.args for j in other.jumps()] == [
+        tuple(a.replace("DOCKYARD", "DYABC123") for a in j.args) for j in default.jumps()
+    ]
+    down = teardown("DYABC123")
+    assert {chain for _, chain in down.chains} == {
+        "DYABC123", "DYABC123-FORWARD", "DYABC123-INPUT", "DYABC123-ISOLATION-STAGE-1",
+        "DYABC123-ISOLATION-STAGE-2", "DYABC123-POSTROUTING",
+    }  # fmt: skip
+    assert all(len(chain) <= 28 for _, chain in down.chains)
+
+
+@unit
+def test_chain_prefixes_per_bridge() -> None:
+    assert chain_prefix_for("dockyard0") == "DOCKYARD"
+    assert chain_prefix_for("dyt1a2b3c") == chain_prefix_for("dyt1a2b3c")
+    assert chain_prefix_for("dyt1a2b3c") != chain_prefix_for("dyt1a2b3d")
+    assert len(chain_prefix_for("a-very-long-br0")) <= 10
+    with pytest.raises(PlanError):
+        plan([BRIDGE], prefix="lower-case")
+    with pytest.raises(PlanError):
+        plan([BRIDGE], prefix="TOOLONGPREFIX")
