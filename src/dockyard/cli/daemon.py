@@ -162,7 +162,10 @@ def register(group: click.Group) -> None:
                 server_tls_context(config)
         except (ListenerError, TlsConfigError) as e:
             raise click.ClickException(str(e)) from None
-        asyncio.run(serve_forever(config))
+        import uvloop  # a dependency; the loop behind the API, the embedded DNS and shims
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_forever(config))
 
 
 # The image commands work on a daemon's store, which is safe to share across processes.

@@ -72,6 +72,7 @@ OUTPUT_CHAIN = "DOCKER_OUTPUT"
 POSTROUTING_CHAIN = "DOCKER_POSTROUTING"
 # resolver.go maxConcurrent.
 MAX_CONCURRENT_FORWARDS = 1024
+REPLY_CACHE_ENTRIES = 4096  # answers kept per daemon (see EmbeddedDns._replies)
 # A bound per container; a client needs one or two.
 MAX_TCP_CONNECTIONS = 64
 # Outstanding queries per TCP connection before we stop reading from it (RFC 7766 §6.2.1.1).
@@ -313,6 +314,10 @@ class EmbeddedDns:
     ) -> None:
         self._upstreams = tuple(upstreams)
         self._table = table if table is not None else DnsTable.build(())
+        # Answers we own, by (requester, transport, the query after its ID): a repeated
+        # lookup costs a dict hit instead of a parse and an encode. Only deterministic
+        # answers (one record, or NXDOMAIN) are kept; emptied whenever the table changes.
+        self._replies: dict[tuple[str, bool, bytes], bytes] = {}
         self._timeout_s = upstream_timeout_s
         self._rng = rng if rng is not None else Random(secrets.randbits(64))
         self._attached: dict[str, _Attachment] = {}
@@ -342,6 +347,7 @@ class EmbeddedDns:
     def update(self, table: DnsTable) -> None:
         """Swap in a new table; queries from now on are answered from it."""
         self._table = table
+        self._replies = {}
 
     def attached(self) -> dict[str, tuple[int, int]]:
         """Container ID -> (udp port, tcp port) of its sockets on 127.0.0.11."""
@@ -466,9 +472,19 @@ class EmbeddedDns:
             logger.exception("dns: unexpected failure answering %s", container_id[:12])
             return False
 
+    def _remember(self, key: tuple[str, bool, bytes], reply: bytes) -> None:
+        if len(self._replies) >= REPLY_CACHE_ENTRIES:
+            self._replies.clear()  # crude, and rare: only a flood of distinct names fills it
+        self._replies[key] = reply[2:]
+
     def _handle(
         self, container_id: str, packet: bytes, *, udp: bool, send: Callable[[bytes], None]
     ) -> bool:
+        key = (container_id, udp, packet[2:])
+        cached = self._replies.get(key)
+        if cached is not None:
+            send(packet[:2] + cached)  # the client's ID, then the answer as before
+            return True
         decoded = decode_query(packet)
         if isinstance(decoded, Dropped):
             return False
@@ -490,10 +506,14 @@ class EmbeddedDns:
                 # question, so fail it rather than leave the client waiting.
                 logger.warning("dns: cannot encode the answer to %s", question.name)
                 reply = encode_reply(query, RCODE_SERVFAIL, limit=limit)
+            if len(answer.records) <= 1:
+                self._remember(key, reply)
             send(reply)
             return True
         if answer is not None and answer.kind is AnswerKind.NXDOMAIN:
-            send(encode_reply(query, RCODE_NXDOMAIN, limit=limit))
+            reply = encode_reply(query, RCODE_NXDOMAIN, limit=limit)
+            self._remember(key, reply)
+            send(reply)
             return True
         if len(self._forwards) >= MAX_CONCURRENT_FORWARDS or not self._upstreams:
             send(encode_reply(query, RCODE_REFUSED, limit=limit))
