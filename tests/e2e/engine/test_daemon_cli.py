@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 DOCKER = "/usr/local/bin/docker"
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 COMMAND_TIMEOUT_S = 60.0
+DOCKYARD_CLI = (sys.executable, "-m", "dockyard")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 PING_RETRY_S = 0.05
@@ -195,23 +196,23 @@ class DaemonProcess:
         return [p for p in points if p.startswith(prefix)]
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
+D = TypeVar("D", bound=DaemonProcess)
+
+
+@contextlib.contextmanager
+def running_daemon(
+    prefix: str, factory: Callable[[Path], D], *, prune: bool = False
+) -> Iterator[D]:
+    """A daemon with busybox bootstrapped, on a temp base named `prefix`; at the end its
+    containers are force-removed (with `prune`, `docker system prune -a --volumes` too), it
+    is stopped by PID, and the run fails if a shim, runc container or mount was left or the
+    daemon logged a traceback."""
     # A short path: the socket's path must fit in sun_path (108 bytes).
-    base = Path(tempfile.mkdtemp(prefix="dy-e2e-"))
-    d = DaemonProcess(base)
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    d = factory(base)
     try:
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dockyard",
-                "image",
-                "bootstrap",
-                "busybox",
-                "--data-root",
-                str(d.data_root),
-            ],
+            [*DOCKYARD_CLI, "image", "bootstrap", "busybox", "--data-root", str(d.data_root)],
             check=True,
             capture_output=True,
             timeout=COMMAND_TIMEOUT_S,
@@ -221,6 +222,9 @@ def daemon() -> Iterator[DaemonProcess]:
     finally:
         try:
             d.remove_all_containers()
+            if prune and d.proc is not None:
+                d.docker("system", "prune", "-a", "--volumes", "-f", check=False)
+                d.docker("volume", "prune", "-a", "-f", check=False)
         finally:
             d.stop()
             leaks = d.leaks()
@@ -228,6 +232,12 @@ def daemon() -> Iterator[DaemonProcess]:
             shutil.rmtree(base, ignore_errors=True)
     assert not leaks, f"left behind: {leaks}"
     assert "Traceback" not in log, f"the daemon logged an error:\n{log[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    with running_daemon("dy-e2e-", DaemonProcess) as d:
+        yield d
 
 
 def test_version_info_and_images(daemon: DaemonProcess) -> None:

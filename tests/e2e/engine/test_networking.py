@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,14 +30,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.e2e.engine.test_daemon_cli import COMMAND_TIMEOUT_S, DaemonProcess
+from tests.e2e.engine.test_daemon_cli import COMMAND_TIMEOUT_S, DaemonProcess, running_daemon
 from tests.support.registry import RemoteHost, remote_host
 
 pytestmark = pytest.mark.e2e
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 IPTABLES_SAVE = shutil.which("iptables-save") or "/usr/sbin/iptables-save"
-DOCKYARD_CLI = (sys.executable, "-m", "dockyard")
 READY_TIMEOUT_S = 20.0
 # Inside a container: the server it polls may still be starting (the retry is the condition).
 NAP = "sleep 0.1"
@@ -113,29 +111,8 @@ def snapshot_before(remote: RemoteHost) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def daemon(snapshot_before: dict[str, list[str]]) -> Iterator[DaemonProcess]:
-    base = Path(tempfile.mkdtemp(prefix="dy-net-"))
-    d = DaemonProcess(base)
-    try:
-        subprocess.run(
-            [*DOCKYARD_CLI, "image", "bootstrap", "busybox", "--data-root", str(d.data_root)],
-            check=True,
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT_S,
-        )
-        d.start()
+    with running_daemon("dy-net-", DaemonProcess, prune=True) as d:
         yield d
-    finally:
-        try:
-            d.remove_all_containers()
-            if d.proc is not None:
-                d.docker("system", "prune", "-a", "--volumes", "-f", check=False)
-        finally:
-            d.stop()
-            leaks = d.leaks()
-            log = d.log_path.read_text(errors="replace") if d.log_path.exists() else ""
-            shutil.rmtree(base, ignore_errors=True)
-    assert not leaks, f"left behind: {leaks}"
-    assert "Traceback" not in log, f"the daemon logged an error:\n{log[-4000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -466,6 +443,37 @@ def test_daemon_restart_keeps_ports_names_and_adds_no_duplicates(daemon: DaemonP
     assert sorted(names) == ["bridge", "host", "none", "stay"]
     daemon.docker("rm", "-f", "keepweb")
     daemon.docker("network", "rm", "stay")
+
+
+def test_a_container_that_dies_while_the_daemon_is_killed_is_cleaned_up_at_restart(
+    daemon: DaemonProcess,
+) -> None:
+    port = free_port()
+    veths = {n for n in host_snapshot()["links"] if n.startswith("veth")}
+    run_d(daemon, "--name", "doomed", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
+    await_http(f"http://127.0.0.1:{port}/")
+    (veth,) = {n for n in host_snapshot()["links"] if n.startswith("veth")} - veths
+    pid = inspect(daemon, "doomed")["State"]["Pid"]  # type: ignore[index]
+    assert daemon.proc is not None
+    daemon.proc.kill()  # kill -9: no orderly stop
+    daemon.proc.wait()
+    daemon.proc = None
+    os.kill(int(pid), signal.SIGKILL)  # the container dies while nobody watches
+    daemon.start()
+    # The restarted daemon records the exit, then removes the namespace, the veth, the NAT
+    # rules and the port reservation (asynchronously: awaited, not assumed).
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while (
+        veth in host_snapshot()["links"]
+        or "exited" not in daemon.docker("inspect", "-f", "{{.State.Status}}", "doomed").stdout
+    ):
+        assert time.monotonic() < deadline, "the dead container's veth or state stayed"
+        time.sleep(RETRY_S)
+    rules = subprocess.run([IPTABLES_SAVE, "-t", "nat"], capture_output=True, text=True).stdout
+    assert f"--dport {port} " not in rules
+    run_d(daemon, "--name", "reborn", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
+    assert await_http(f"http://127.0.0.1:{port}/").startswith("hello-from-")
+    daemon.docker("rm", "-f", "doomed", "reborn")
 
 
 def test_prune_and_stop_leave_the_host_as_it_was(

@@ -469,7 +469,6 @@ def _check_modes(config: ContainerConfig) -> None:
     for label, value in (
         ("IPC", config.ipc_mode),
         ("PID", config.pid_mode),
-        ("network", config.network_mode),
     ):
         if value.startswith("container:"):
             raise Unsupported(f"joining another container's {label} namespace is not supported")

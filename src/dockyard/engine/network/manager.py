@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dockyard.engine.containers import ContainerRecord, InvalidArgument, NotFound
+from dockyard.engine.containers import Conflict, ContainerRecord, NotFound
 from dockyard.engine.model.container import new_id
 from dockyard.engine.model.filters import FilterArgs
 from dockyard.engine.network import bridge, firewall
@@ -565,7 +565,7 @@ class NetworkManager:
         if target is None:
             raise NotFound(f"No such container: {ref}")
         if not target.state.running:
-            raise InvalidArgument(f"cannot join network of a non running container: {ref}")
+            raise Conflict(f"cannot join network of a non running container: {ref}")
         sandbox = self.sandboxes.get(target.id)
         netns = sandbox.netns_path if sandbox is not None and sandbox.netns_path else ""
         target_mode = network_mode_name(target.host_config)
@@ -574,7 +574,11 @@ class NetworkManager:
         src = self._files_dir(target.id)
         mounts = tuple(
             Mount(dest, "bind", str(src / name), _file_options(record))
-            for dest, name in (("/etc/resolv.conf", RESOLV_FILE), ("/etc/hosts", HOSTS_FILE))
+            for dest, name in (
+                ("/etc/resolv.conf", RESOLV_FILE),
+                ("/etc/hostname", HOSTNAME_FILE),
+                ("/etc/hosts", HOSTS_FILE),
+            )
             if (src / name).exists()
         )
         # Another container's namespace, or the host's for a container on the host network.
@@ -631,6 +635,9 @@ class NetworkManager:
         except BaseException:
             await self._teardown_sandbox(self.sandboxes.get(cid, sandbox))
             raise
+        for network, _ in networks:
+            self._emit("connect", network.id, {"name": network.name, "type": network.driver,
+                                                "container": cid})  # fmt: skip
         return StartNetwork(str(netns_path), self._file_mounts(record), tuple(env))
 
     async def _add_interface(
@@ -813,6 +820,11 @@ class NetworkManager:
             sandbox = self.sandboxes.get(cid)
             if sandbox is not None:
                 await self._teardown_sandbox(sandbox)
+        for iface in sandbox.interfaces if sandbox is not None else ():
+            network = self.networks.get(iface.endpoint.network_id)
+            if network is not None:
+                self._emit("disconnect", network.id, {"name": network.name,
+                           "type": network.driver, "container": cid})  # fmt: skip
 
     async def _teardown_sandbox(self, sandbox: Sandbox) -> None:
         cid = sandbox.container_id

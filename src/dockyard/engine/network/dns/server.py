@@ -446,11 +446,13 @@ class EmbeddedDns:
             f"--net={netns_path}",
             self._tools[tool],
             *args,
-            stdin=asyncio.subprocess.PIPE,
+            # No pipe without input: iptables-save may exit before an empty write reaches
+            # it, and the write then fails on a closed pipe (seen under uvloop).
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await proc.communicate(stdin.encode())
+        out, err = await proc.communicate(stdin.encode() if stdin else None)
         if proc.returncode != 0:
             raise DnsServerError(
                 f"{tool} in {netns_path} failed ({proc.returncode}): {err.decode().strip()}"
