@@ -8,7 +8,9 @@ Rows:
 - published-port throughput (MB/s): `curl -o /dev/null` of a 512 MiB file that busybox httpd
   serves from a tmpfs inside a container, through `-p HOST:80` on 127.0.0.1; best of N. The
   raw loopback limit is the same busybox httpd and file served by a host process on
-  127.0.0.1 (no container, no NAT): the ceiling the goal is measured against.
+  127.0.0.1 (no container, no NAT): the ceiling the goal is measured against. A second
+  ceiling, raw veth: the same server in a bare network namespace behind one veth pair (no
+  bridge, no NAT, no container), the least any path into another namespace costs.
 - connection rate (connections/s): `wrk -t2 -c32` for a few seconds against a 13-byte page
   through the published port; busybox httpd closes every connection, so each request is a
   new TCP connection. Raw loopback again as the ceiling.
@@ -144,29 +146,61 @@ def connection_rate(url: str, seconds: int) -> float:
 
 
 @contextlib.contextmanager
-def host_server(tmp: Path) -> Iterator[str]:
-    """busybox httpd on the host's loopback with the same files: the raw loopback limit."""
+def host_server(tmp: Path) -> Iterator[tuple[str, str]]:
+    """busybox httpd with the same files on the host's loopback (the raw loopback limit)
+    and in a bare namespace behind one veth pair (the raw veth limit): their URLs."""
     www = tmp / "www"
     shm = Path(tempfile.mkdtemp(prefix="netbench-", dir="/dev/shm"))
     www.mkdir()
     (www / "small").write_text(SMALL_BODY)
     big = shm / "big"
+    # Written, not truncated: a sparse file's holes read faster than the pages the
+    # container's `dd` writes, which would flatter the baseline.
+    chunk = bytes(1 << 20)
     with open(big, "wb") as f:
-        f.truncate(BIG_FILE_MIB << 20)
+        for _ in range(BIG_FILE_MIB):
+            f.write(chunk)
     (www / "big").symlink_to(big)
     port = free_port()
-    proc = subprocess.Popen(
-        [BUSYBOX, "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", str(www)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    token = secrets.token_hex(3)
+    netns, here, there = f"dynb{token}", f"dynbh{token}", f"dynbn{token}"
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        url = f"http://127.0.0.1:{port}/"
-        await_http(url + "small")
-        yield url
+        procs.append(
+            subprocess.Popen(
+                [BUSYBOX, "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", str(www)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        ip = [IP]
+        for argv in (
+            [*ip, "netns", "add", netns],
+            [*ip, "link", "add", here, "type", "veth", "peer", "name", there, "netns", netns],
+            [*ip, "addr", "add", "10.254.253.1/30", "dev", here],
+            [*ip, "link", "set", here, "up"],
+            [*ip, "-n", netns, "addr", "add", "10.254.253.2/30", "dev", there],
+            [*ip, "-n", netns, "link", "set", there, "up"],
+            [*ip, "-n", netns, "link", "set", "lo", "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+        procs.append(
+            subprocess.Popen(
+                [*ip, "netns", "exec", netns, BUSYBOX, "httpd", "-f", "-p", "80", "-h", str(www)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls = (f"http://127.0.0.1:{port}/", "http://10.254.253.2/")
+        for url in urls:
+            await_http(url + "small")
+        yield urls
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        subprocess.run([IP, "netns", "del", netns], capture_output=True, check=False)
+        subprocess.run([IP, "link", "del", here], capture_output=True, check=False)
         shutil.rmtree(shm)
 
 
@@ -282,9 +316,10 @@ def main() -> int:
                     urls[d.kind] = serve_in_container(d, "web", net)
                     docker(d, "run", "-d", "--name", "client", "--network", net, "busybox",
                            "sleep", "3600")  # fmt: skip
-                with host_server(base) as raw_url:
-                    urls["loopback"] = raw_url
-                    kinds = ["loopback", *(d.kind for d in daemons)]
+                with host_server(base) as (loop_url, veth_url):
+                    urls["loopback"] = loop_url
+                    urls["raw veth"] = veth_url
+                    kinds = ["loopback", "raw veth", *(d.kind for d in daemons)]
                     tput: dict[str, list[float]] = {k: [] for k in kinds}
                     rate: dict[str, list[float]] = {k: [] for k in kinds}
                     for i in range(reps):
@@ -334,17 +369,18 @@ def main() -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    heads = ("loopback", "dockerd", "dockyard", "vs dockerd")
+    heads = ("loopback", "raw veth", "dockerd", "dockyard", "vs dockerd")
     print(f"{'row':32} " + " ".join(f"{h:>10}" for h in heads) + f" {'vs loop':>8}")
     for label, values in rows:
         loop, ref, ours = values.get("loopback"), values.get("dockerd"), values.get("dockyard")
+        veth = values.get("raw veth")
 
         def cell(x: float | None) -> str:
             return f"{x:10.1f}" if x is not None else f"{'-':>10}"
 
         vs_ref = f"{ours / ref:10.2f}" if ours and ref else f"{'-':>10}"
         vs_loop = f"{ours / loop:8.2f}" if ours and loop else f"{'-':>8}"
-        print(f"{label:32} {cell(loop)} {cell(ref)} {cell(ours)} {vs_ref} {vs_loop}")
+        print(f"{label:32} {cell(loop)} {cell(veth)} {cell(ref)} {cell(ours)} {vs_ref} {vs_loop}")
     report["rows"] = {label: values for label, values in rows}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
