@@ -70,6 +70,8 @@ PURE_MODULES = [
     "engine/network/dns/message.py",
     "engine/network/dns/records.py",
     "engine/network/dns/resolvconf.py",
+    "engine/volumes/__init__.py",
+    "engine/volumes/model.py",
 ]
 FORBIDDEN = {
     "asyncio",

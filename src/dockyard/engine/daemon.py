@@ -232,6 +232,17 @@ def _merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
     return [*env, *(entry for entry in image_env if entry.partition("=")[0] not in keys)]
 
 
+def _dependencies(host_config: Mapping[str, Any]) -> list[str]:
+    """The containers this one needs running first: legacy link targets (stored as
+    `/db:/web/alias`), a `container:` network and `--volumes-from` sources."""
+    wanted = [str(link).split(":")[0] for link in host_config.get("Links") or ()]
+    mode = str(host_config.get("NetworkMode") or "")
+    if mode.startswith("container:"):
+        wanted.append(mode.partition(":")[2])
+    wanted += [str(v).split(":")[0] for v in host_config.get("VolumesFrom") or ()]
+    return wanted
+
+
 def _merge_set(own: Any, image: Sequence[str] | None) -> dict[str, Any] | None:
     """moby merge(): a Go set (`{"80/tcp": {}}`) with the image's keys added."""
     merged: dict[str, Any] = {str(k): {} for k in (own or {})}
@@ -302,6 +313,9 @@ class Engine:
             emit=self._emit_network_event,
             host_name=host.hostname,
         )
+        # The loop the event bus lives on (set by recover); volume events from worker
+        # threads are handed to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.volumes = VolumeService(
             layout.data_root,
             emit=self._emit_volume_event,
@@ -312,6 +326,15 @@ class Engine:
         self.events.emit(ev.NETWORK, action, nid, attrs)
 
     def _emit_volume_event(self, action: str, name: str, attrs: Mapping[str, str]) -> None:
+        """The volume service emits from the worker threads it blocks in (attach, detach,
+        the /volumes routes); the bus's subscribers are asyncio queues of the loop, which
+        only the loop's thread may touch (asyncio.Queue is not thread-safe)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.events.emit, ev.VOLUME, action, name, attrs)
+            return
         self.events.emit(ev.VOLUME, action, name, attrs)
 
     def volume_users(self) -> dict[str, list[str]]:
@@ -373,6 +396,7 @@ class Engine:
 
     async def recover(self) -> None:
         """Re-attach to containers that ran when the daemon stopped; record the others' exits."""
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._clear_stale_mounts)
         await asyncio.to_thread(self._clear_stale_builds)
         # Interrupted pulls, loads and builds: staging and layers no image took.
@@ -387,7 +411,11 @@ class Engine:
             self.volumes.recover, {cid: self.mount_points(r) for cid, r in running.items()}
         )
         await self.networks.start(running)
-        for record in list(self.containers):
+        records = {r.id: r for r in self.containers}
+        for cid in rp.start_order(
+            [(r.id, r.name, _dependencies(r.host_config)) for r in records.values()]
+        ):
+            record = records[cid]
             if not record.state.running:
                 if record.state.status == "exited":
                     # The daemon stopped between an AutoRemove container's exit and removal.
@@ -508,7 +536,9 @@ class Engine:
         if not record.host_config.get("AutoRemove") or record.state.running:
             return
         try:
-            await self.remove(cid, force=True)
+            # moby monitor.go/start.go: ContainerRmConfig{ForceRemove, RemoveVolume}: `--rm`
+            # takes the container's anonymous volumes with it.
+            await self.remove(cid, force=True, remove_volumes=True)
         except EngineError:
             pass  # removed meanwhile (`docker rm -f` raced us)
         except Exception:
@@ -684,7 +714,13 @@ class Engine:
         volumes_from: list[tuple[list[MountPoint], str]] = []
         for spec in host_config.get("VolumesFrom") or ():
             name, mode = vmodel.parse_volumes_from(str(spec))
-            volumes_from.append((self.mount_points(self.containers.resolve(name)), mode))
+            try:
+                source = self.containers.resolve(name)
+            except ct.NotFound as e:
+                # moby registerMountPoints: errdefs.InvalidParameter, a 400 (a 404 makes
+                # `docker run` try to pull the image instead of printing the error).
+                raise InvalidArgument(str(e)) from None
+            volumes_from.append((self.mount_points(source), mode))
         # Last: it creates the volumes the container names (moby does at create).
         points = self.volumes.plan(
             binds=[str(b) for b in host_config.get("Binds") or ()],
@@ -1395,6 +1431,7 @@ class Daemon:
             api,
             server_header=f"Dockyard/{__version__} (linux)",
             max_body_bytes=API_MAX_BODY_BYTES,
+            half_close_tls=True,  # attach/exec over TLS: the CLI half-closes its side
         )
         try:
             for listener in listeners:

@@ -1109,7 +1109,11 @@ class HttpServer:
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
         server_header: str | None = None,
+        half_close_tls: bool = False,
     ) -> None:
+        """`half_close_tls`: serve TLS through _HalfCloseTlsProtocol on any event loop (the
+        stock loop always does), for hijacked streams whose client half-closes (docker
+        attach over TLS); otherwise uvloop's own TLS, which ends the connection instead."""
         if max_body_bytes < 0 or max_header_bytes <= 0 or max_header_count <= 0:
             raise ValueError("limits must be positive")
         if server_header is not None and ("\r" in server_header or "\n" in server_header):
@@ -1124,6 +1128,7 @@ class HttpServer:
         self._connections: set[_HttpConnection] = set()
         self._closing = False
         self._drained: asyncio.Event | None = None
+        self._half_close_tls = half_close_tls
 
     async def listen(
         self,
@@ -1144,9 +1149,11 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         context = ssl_context if ssl_context is not None else self._ssl_context
         factory: Callable[[], asyncio.BaseProtocol] = self._make_connection
-        if context is not None and isinstance(loop, asyncio.BaseEventLoop):
+        if context is not None and (
+            self._half_close_tls or isinstance(loop, asyncio.BaseEventLoop)
+        ):
             # TLS with half-close for hijacked streams (_HalfCloseTlsProtocol); other loops
-            # (uvloop) keep their own TLS.
+            # (uvloop) keep their own TLS unless the server asks for half-close.
             tls_context = context
             context = None
 

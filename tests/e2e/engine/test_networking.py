@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 IPTABLES_SAVE = shutil.which("iptables-save") or "/usr/sbin/iptables-save"
+IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
 READY_TIMEOUT_S = 20.0
 # Inside a container: the server it polls may still be starting (the retry is the condition).
 NAP = "sleep 0.1"
@@ -144,6 +145,17 @@ def remote_web(remote: RemoteHost, tmp_path_factory: pytest.TempPathFactory) -> 
         proc.wait(10)
 
 
+def address_facing(remote: RemoteHost) -> str:
+    """The host's own address on the link to the remote host (not loopback)."""
+    shown = subprocess.run(
+        [IP, "-o", "-4", "addr", "show", "dev", remote.host_link],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return shown.stdout.split()[3].split("/")[0]
+
+
 def run_d(daemon: DaemonProcess, *args: str) -> str:
     return daemon.docker("run", "-d", *args).stdout.strip()
 
@@ -161,16 +173,7 @@ def test_published_port_from_loopback_host_address_and_remote_host(
     body = await_http(f"http://127.0.0.1:{port}/")
     assert body == f"hello-from-{str(cid)[:12]}\n"
     # The host's own non-loopback address (the link to the remote host).
-    host_address = (
-        subprocess.run(
-            [IP, "-o", "-4", "addr", "show", "dev", remote.host_link],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.split()[3]
-        .split("/")[0]
-    )
+    host_address = address_facing(remote)
     assert http_get(f"http://{host_address}:{port}/") == body
     # Another host.
     got = in_netns(remote.netns, "busybox", "wget", "-qO-", f"http://{host_address}:{port}/")
@@ -321,11 +324,36 @@ def test_legacy_links_set_environment_and_hosts(daemon: DaemonProcess) -> None:
     daemon.docker("rm", "-f", "redis")
 
 
-def test_egress_and_internal_network(daemon: DaemonProcess, remote_web: str) -> None:
-    out = daemon.docker(
-        "run", "--rm", "busybox", "sh", "-c", f"timeout 5 wget -qO- {remote_web} || exit 1"
-    )
-    assert out.stdout == "remote\n"
+@contextlib.contextmanager
+def forward_policy_drop() -> Iterator[None]:
+    """FORWARD's policy set to DROP, as a dockerd on the same host sets it; put back after."""
+    first = subprocess.run([IPTABLES, "-S", "FORWARD"], capture_output=True, text=True, check=True)
+    policy = first.stdout.splitlines()[0].split()[-1]  # "-P FORWARD ACCEPT"
+    subprocess.run([IPTABLES, "-P", "FORWARD", "DROP"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([IPTABLES, "-P", "FORWARD", policy], check=True)
+
+
+def test_egress_and_published_ports_survive_a_forward_policy_of_drop(
+    daemon: DaemonProcess, remote: RemoteHost, remote_web: str
+) -> None:
+    port = free_port()
+    run_d(daemon, "--name", "dropweb", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
+    body = await_http(f"http://127.0.0.1:{port}/")
+    with forward_policy_drop():
+        out = daemon.docker(
+            "run", "--rm", "busybox", "sh", "-c", f"timeout 5 wget -qO- {remote_web} || exit 1"
+        )
+        assert out.stdout == "remote\n"
+        host_address = address_facing(remote)
+        got = in_netns(remote.netns, "busybox", "wget", "-qO-", f"http://{host_address}:{port}/")
+        assert got.stdout == body
+    daemon.docker("rm", "-f", "dropweb")
+
+
+def test_internal_network_has_no_egress(daemon: DaemonProcess, remote_web: str) -> None:
     daemon.docker("network", "create", "--internal", "sealed")
     sealed = daemon.docker(
         "run",

@@ -329,3 +329,14 @@ def test_shared_bind_needs_a_shared_source_mount(env: Env) -> None:
     assert mounts[0].options == ("rbind", "rshared")
     service.detach(A)
     unmount(source)
+
+
+def test_volumes_from_needs_the_volume_to_exist(env: Env) -> None:
+    service = env.service()
+    source = _plan(service, binds=["data:/d"])
+    copied = _plan(service, volumes_from=[(source, "rw")])
+    assert [(p.name, p.destination) for p in copied] == [("data", "/d")]
+    service.remove("data", force=False, users=[])
+    with pytest.raises(VolumeNotFound, match=r"^get data: no such volume$"):
+        _plan(service, volumes_from=[(source, "rw")])
+    assert service.store.names() == []

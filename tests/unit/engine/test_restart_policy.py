@@ -87,3 +87,26 @@ def test_at_daemon_start_always_ignores_the_users_stop_and_unless_stopped_does_n
     assert not rp.at_daemon_start(
         rp.RestartPolicy("on-failure", 1), manually_stopped=False, restart_count=1, exit_code=1
     )
+
+
+@pytest.mark.unit
+def test_start_order_puts_link_targets_and_namespace_owners_first() -> None:
+    containers = [
+        ("web", "/web", ["/db", "cache"]),
+        ("sidecar", "/sidecar", ["web"]),
+        ("db", "/db", []),
+        ("cache", "/cache", ["db", "/gone"]),
+    ]
+    order = rp.start_order(containers)
+    assert sorted(order) == ["cache", "db", "sidecar", "web"]
+    for cid, _, wants in containers:
+        for dep in wants:
+            dep = dep.lstrip("/")
+            if dep in order:
+                assert order.index(dep) < order.index(cid), (dep, cid)
+
+
+@pytest.mark.unit
+def test_start_order_survives_cycles_and_keeps_the_given_order_otherwise() -> None:
+    assert rp.start_order([("a", "/a", ["b"]), ("b", "/b", ["a"])]) == ["b", "a"]
+    assert rp.start_order([("x", "/x", []), ("y", "/y", [])]) == ["x", "y"]

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import stat
 import time
 from collections.abc import Callable, Generator
-from pathlib import Path
 from typing import Any
 
 from dockyard.engine import events as ev
@@ -39,6 +36,7 @@ from dockyard.engine.api.router import (
 from dockyard.engine.archive import ThreadedChunks
 from dockyard.engine.containers import ContainerRecord, InvalidArgument, NotFound
 from dockyard.engine.daemon import Engine
+from dockyard.engine.fsutil import directory_size
 from dockyard.engine.images.interchange import (
     ArchiveError,
     LoadEvent,
@@ -85,24 +83,6 @@ def _load_message(event: LoadEvent, quiet: bool) -> bytes | None:
             }
         )
     return encode({"stream": event.text + "\n"})
-
-
-def directory_size(path: Path) -> int:
-    """moby pkg/directory Size: st_size of everything below `path` but directories (so a
-    symlink counts its target's length), each inode once."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for directory, dirs, files in os.walk(path):
-        # os.walk lists a symlink to a directory among `dirs` (and does not follow it).
-        for name in (*files, *dirs):
-            try:
-                st = os.lstat(os.path.join(directory, name))
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
 
 
 class TransferRoutes:
@@ -226,7 +206,7 @@ class TransferRoutes:
                 )
             out["Containers"] = containers
         if "volume" in wanted:
-            out["Volumes"] = []  # volumes arrive with issue 5
+            out["Volumes"] = self.engine.volumes.usage(self.engine.volume_users())
         if "build-cache" in wanted:
             out["BuildCache"] = []  # the classic builder's cache is its images
         return out

@@ -19,7 +19,7 @@ Rules (moby 20.10):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,3 +129,33 @@ __all__ = [
     "on_exit",
     "parse_policy",
 ]
+
+
+def start_order(containers: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
+    """Container IDs in an order that starts every container after those it depends on
+    (moby daemon.restore: legacy link targets, `--network container:` and `--volumes-from`
+    sources first). Each entry is (id, name, the names or IDs it depends on); unknown
+    dependencies are ignored, cycles broken in the given order."""
+    by_key: dict[str, str] = {}
+    for cid, name, _ in containers:
+        by_key[cid] = cid
+        by_key[name.lstrip("/")] = cid
+    deps = {cid: [by_key[d.lstrip("/")] for d in wants if d.lstrip("/") in by_key]
+            for cid, _, wants in containers}  # fmt: skip
+    order: list[str] = []
+    placed: set[str] = set()
+    visiting: set[str] = set()
+
+    def place(cid: str) -> None:
+        if cid in placed or cid in visiting:
+            return
+        visiting.add(cid)
+        for dep in deps[cid]:
+            place(dep)
+        visiting.discard(cid)
+        placed.add(cid)
+        order.append(cid)
+
+    for cid, _, _ in containers:
+        place(cid)
+    return order

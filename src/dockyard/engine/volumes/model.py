@@ -231,6 +231,8 @@ class VolumeRequest:
     options: Mapping[str, str] | None = None
     labels: Mapping[str, str] | None = None
     anonymous: bool = False
+    # False for another container's volume (`--volumes-from`): moby only looks it up.
+    create: bool = True
 
 
 @dataclass(frozen=True)
@@ -693,7 +695,7 @@ def plan_mounts(
                 create_source=False,
             )
             if other.type == "volume":
-                need(VolumeRequest(other.name, other.driver or DEFAULT_DRIVER))
+                need(VolumeRequest(other.name, other.driver or DEFAULT_DRIVER, create=False))
     for raw in binds:
         point = parse_bind(raw, volume_driver)
         if point.destination in taken or point.destination in tmpfs:

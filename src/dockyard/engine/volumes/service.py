@@ -116,6 +116,8 @@ class VolumeService:
             )
         if self.store.exists(request.name):
             return self.store.get(request.name), False
+        if not request.create:
+            raise VolumeNotFound(f"get {request.name}: no such volume")
         model.validate_local_name(request.name)
         options = model.parse_local_options(request.name, request.options or {})
         record = VolumeRecord(
@@ -286,7 +288,12 @@ class VolumeService:
                         path = self.store.mount(point.name, container_id)
                         held.append(point.name)
                         if point.copy_data:
-                            copy_up(resolve_in_scope(rootfs, point.destination), path)
+                            try:
+                                copy_up(resolve_in_scope(rootfs, point.destination), path)
+                            except OSError as e:
+                                raise VolumeError(
+                                    f"failed to populate volume {point.name}: {e}"
+                                ) from None
                         sources[point.destination] = str(path)
                         self._emit(
                             "mount",
@@ -302,7 +309,13 @@ class VolumeService:
                     elif point.type == "bind":
                         if point.create_source and not os.path.lexists(point.source):
                             # moby MountPoint.Setup: MkdirAllAndChown(source, 0755) for -v.
-                            os.makedirs(point.source, mode=0o755, exist_ok=True)
+                            try:
+                                os.makedirs(point.source, mode=0o755, exist_ok=True)
+                            except OSError as e:
+                                raise VolumeError(
+                                    "error while creating mount source path "
+                                    f"'{point.source}': mkdir {e.filename}: {e.strerror}"
+                                ) from None
                         if point.propagation not in ("", "private", "rprivate"):
                             with open("/proc/self/mountinfo") as info:
                                 model.check_bind_propagation(

@@ -37,7 +37,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from dockyard.engine import fsutil
+from dockyard.engine.fsutil import directory_size
 from dockyard.engine.images.snapshotter import SnapshotError, is_mountpoint, unmount
+from dockyard.engine.model.archive import TooManyLinks
 from dockyard.engine.volumes.model import (
     LocalOptions,
     VolumeError,
@@ -53,8 +56,6 @@ OPTS_FILE = "opts.json"  # Docker's name (local.go volumeOptsFile)
 META_FILE = "meta.json"
 _CREATING = ".creating-"
 _REMOVING = ".removing-"
-# Symlinks followed while resolving a path inside a rootfs (Linux's MAXSYMLINKS is 40).
-MAX_SYMLINKS = 40
 
 
 def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -151,7 +152,8 @@ class LocalStore:
         """Remove an unreferenced volume: unmount it if mounted, then delete it."""
         if self._refs.get(name):
             # local.go Remove: "volume has active mounts" (the service checks users first).
-            raise VolumeInUse(f"remove {name}: volume is in use - [{', '.join(self._refs[name])}]")
+            holders = ", ".join(sorted(self._refs[name]))
+            raise VolumeInUse(f"remove {name}: volume is in use - [{holders}]")
         if not self.exists(name):
             raise VolumeNotFound(f"get {name}: no such volume")
         self._unmount_data(name)
@@ -239,49 +241,18 @@ class LocalStore:
 
     def size(self, name: str) -> int:
         """moby pkg/directory Size: st_size of everything but directories, inodes once."""
-        seen: set[tuple[int, int]] = set()
-        total = 0
-        for directory, dirs, files in os.walk(self.data_path(name)):
-            for entry in (*files, *dirs):
-                try:
-                    st = os.lstat(os.path.join(directory, entry))
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_size
-        return total
+        return directory_size(self.data_path(name))
 
 
 # --- paths inside a container's rootfs ------------------------------------------------------
 
 
 def resolve_in_scope(rootfs: Path, path: str) -> Path:
-    """`path` inside `rootfs` with symlinks resolved as the container would see them
-    (moby symlink.FollowSymlinkInScope): an absolute link restarts at `rootfs`, `..`
-    never climbs above it. The last component may not exist."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    resolved: list[str] = []
-    followed = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = rootfs.joinpath(*resolved, part)
-        try:
-            target = os.readlink(candidate)
-        except OSError:  # not a link, or not there
-            resolved.append(part)
-            continue
-        followed += 1
-        if followed > MAX_SYMLINKS:
-            raise VolumeError(f"too many links while resolving {path} in the container")
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p and p != "."] + parts
-    return rootfs.joinpath(*resolved)
+    """`path` inside `rootfs` as the container would see it (fsutil.resolve_in_scope)."""
+    try:
+        return fsutil.resolve_in_scope(rootfs, path)
+    except TooManyLinks:
+        raise VolumeError(f"too many links while resolving {path} in the container") from None
 
 
 # --- copy-up ------------------------------------------------------------------------------

@@ -390,8 +390,8 @@ def test_plan_volumes_from() -> None:
     assert by_dest["/a"].source == "/other" and by_dest["/a"].read_write
     assert not by_dest["/b"].read_write and not by_dest["/b"].copy_data
     assert by_dest["/b"].mode == "" and by_dest["/anon"].anonymous
-    # the other container's volumes are needed (found, or re-created when gone)
-    assert [v.name for v in plan.volumes][:1] == ["shared"]
+    # the other container's volumes are looked up, not created
+    assert [(v.name, v.create) for v in plan.volumes][:1] == [("shared", False)]
 
 
 def test_plan_unknown_driver() -> None:

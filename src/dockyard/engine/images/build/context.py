@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from dockyard.engine import fsutil
 from dockyard.engine.images.build.cache import dir_hash, file_hash
 from dockyard.engine.images.build.dockerignore import (
     IgnoreMatcher,
@@ -39,6 +40,7 @@ from dockyard.engine.images.build.dockerignore import (
     read_dockerignore,
 )
 from dockyard.engine.images.store import remove_tree
+from dockyard.engine.model.archive import TooManyLinks
 from dockyard.engine.model.gopath import path_match
 
 __all__ = [
@@ -54,7 +56,6 @@ __all__ = [
 ]
 
 DEFAULT_DOCKERFILE = "Dockerfile"
-_SYMLINKS_MAX = 255
 _CHUNK_BYTES = 1 << 20
 
 
@@ -108,32 +109,10 @@ def _clean_member(name: str) -> str | None:
 
 def resolve_in_scope(root: Path, rel: str) -> Path:
     """`root/rel` with every symlink resolved as if `root` were `/` (never leaves root)."""
-    pending = [p for p in rel.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        try:
-            mode = os.lstat(candidate).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(mode):
-            hops += 1
-            if hops > _SYMLINKS_MAX:
-                raise ContextError(f"too many links in {rel}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+    try:
+        return fsutil.resolve_in_scope(root, rel)
+    except TooManyLinks:
+        raise ContextError(f"too many links in {rel}") from None
 
 
 def has_wildcards(path: str) -> bool:
