@@ -18,7 +18,7 @@ from dockyard.store.cluster.member import (
     from_snapshot_file,
     to_snapshot_file,
 )
-from dockyard.store.cluster.storage import FILE_NAME, TMP_SUFFIX, RaftStorage
+from dockyard.store.cluster.storage import FILE_NAME, PREALLOCATE_BYTES, TMP_SUFFIX, RaftStorage
 from dockyard.store.snapshot import decode_snapshot, encode_snapshot
 from dockyard.store.state import StoreState
 from dockyard.store.wal import WalCorruption
@@ -51,6 +51,7 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
     storage.save(_entries(2, 3, 1), HardState(1, 1, 2))
     storage.close()
     path = tmp_path / FILE_NAME
+    RaftStorage.open(tmp_path, 2)[0].close()  # cuts the preallocated (zero) tail
     intact = path.stat().st_size
     with path.open("ab") as f:
         f.write(b"\x30\x00\x00\x00garbage")  # a record cut short by a crash
@@ -60,6 +61,20 @@ def test_torn_tail_is_cut(tmp_path: Path) -> None:
     storage.save(_entries(4, 4, 1), None)  # and the log goes on after the cut
     storage.close()
     assert RaftStorage.open(tmp_path, 2)[1].entries == tuple(_entries(2, 4, 1))
+
+
+def test_blocks_are_reserved_ahead_and_the_zero_tail_is_not_a_record(tmp_path: Path) -> None:
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    storage.save(_entries(2, 3, 1), HardState(1, 1, 2))
+    path = tmp_path / FILE_NAME
+    assert path.stat().st_size >= PREALLOCATE_BYTES  # written records + reserved zeros
+    storage.close()
+    storage, recovered = RaftStorage.open(tmp_path, 2)
+    assert recovered.entries == tuple(_entries(2, 3, 1))
+    assert recovered.hard_state == HardState(1, 1, 2)
+    storage.save(_entries(4, 5, 1), None)  # appended after the records, not after the zeros
+    storage.close()
+    assert RaftStorage.open(tmp_path, 2)[1].entries == tuple(_entries(2, 5, 1))
 
 
 def test_damage_before_the_tail_refuses(tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ Rules:
 - Recovery: a torn tail (an unreadable record with no valid record after it) is cut off, as
   the store WAL does; damage anywhere else raises `WalCorruption` rather than risking a lost
   committed entry.
+- The file's blocks are reserved ahead of the writes in `PREALLOCATE_BYTES` steps (as the
+  store WAL and etcd do), so an `fdatasync` after an append flushes the data, not a new file
+  size. The reserved, never-written tail reads as zeros: recovery sees it as a torn tail and
+  cuts it.
 
 Compaction (`rewrite`): once the member has a durable snapshot, the entries it covers
 (but a catch-up tail) are dropped by writing a new file holding only the kept entries and
@@ -35,6 +39,7 @@ Must not: interpret entry data (that is the member's job through `commands.py`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -68,6 +73,9 @@ TYPE_HARD_STATE = 2
 _KIND_BYTE = {EntryKind.NORMAL: 0, EntryKind.CONF_CHANGE: 1}
 _BYTE_KIND = {b: k for k, b in _KIND_BYTE.items()}
 FILE_NAME = "raft.log"
+# Blocks reserved ahead of the writes: each fdatasync then flushes data only (measured on the
+# store WAL: ~130 us instead of 200-400 us on ext4).
+PREALLOCATE_BYTES = 16 << 20
 TMP_SUFFIX = ".tmp"
 
 
@@ -88,6 +96,7 @@ class RaftStorage:
         self._path = path
         self._fd = fd
         self._size = size
+        self._reserved = size  # bytes the file holds on disk (written + preallocated)
         self._last_index = last_index
         self._failure: str | None = None
         self._synced = HardState()  # term and vote as last written (see `save`)
@@ -182,6 +191,8 @@ class RaftStorage:
             and (hard_state.term, hard_state.vote) != (self._synced.term, self._synced.vote)
         )
         try:
+            if self._size + len(buf) > self._reserved:
+                self._reserve(self._size + len(buf) + PREALLOCATE_BYTES)
             _write_all(self._fd, buf, self._size)
             if must_sync:
                 os.fdatasync(self._fd)
@@ -195,6 +206,12 @@ class RaftStorage:
             self._hard = hard_state
         if entries:
             self._last_index = entries[-1].index
+
+    def _reserve(self, size: int) -> None:
+        # A file system without fallocate: the file just grows with the writes.
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(self._fd, 0, size)
+        self._reserved = size
 
     def rewrite(self, first_index: int, entries: Sequence[Entry]) -> None:
         """Replace the file by one holding only `entries` (which start at `first_index`, or
@@ -227,6 +244,7 @@ class RaftStorage:
         os.close(self._fd)
         self._fd = fd
         self._size = len(buf)
+        self._reserved = len(buf)
         self._last_index = entries[-1].index if entries else first_index - 1
         if self._hard is not None:
             self._synced = self._hard
