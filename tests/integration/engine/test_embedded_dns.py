@@ -418,6 +418,26 @@ async def test_next_upstream_is_tried_when_one_fails(
         await server.close()
 
 
+async def test_a_containers_own_upstreams_replace_the_hosts(
+    netns_factory: list[Netns], dnsmasq: UpstreamServer
+) -> None:
+    """`--dns`: Docker's resolver forwards a container's unknown names to its own servers;
+    another container keeps the host's (here a dead one)."""
+    dead = UpstreamServer("127.0.0.1", _free_port())
+    server = EmbeddedDns([dead], upstream_timeout_s=1.0)
+    await server.start()
+    try:
+        own, hosts = new_netns(netns_factory), new_netns(netns_factory)
+        await server.attach(LONER, own.path, [dnsmasq])
+        await server.attach(CLIENT, hosts.path)
+        _, out = await nslookup(own, "own.upstream.test")
+        assert answered(out) == [UPSTREAM_ADDRESS], out
+        rc, out = await nslookup(hosts, "own.upstream.test")
+        assert rc != 0 and "SERVFAIL" in out, out
+    finally:
+        await server.close()
+
+
 async def test_garbage_and_a_silent_upstream_block_nobody(netns_factory: list[Netns]) -> None:
     _require_tools()
     # An upstream that reads queries and never answers.

@@ -48,6 +48,7 @@ from dockyard.engine.network import model as nm
 from dockyard.engine.network import ports as pt
 from dockyard.engine.network.dns import resolvconf as dns_resolvconf
 from dockyard.engine.network.dns.records import DnsEndpoint, DnsTable
+from dockyard.engine.network.dns.resolvconf import UpstreamServer
 from dockyard.engine.network.dns.server import EmbeddedDns
 from dockyard.engine.network.ipam import NetworkError
 from dockyard.engine.network.portreserve import (
@@ -185,7 +186,12 @@ class NetworkManager:
         for sandbox in self.sandboxes.values():
             if sandbox.dns and sandbox.netns_path:
                 try:
-                    await self._dns.attach(sandbox.container_id, sandbox.netns_path)
+                    owner = running.get(sandbox.container_id)
+                    await self._dns.attach(
+                        sandbox.container_id,
+                        sandbox.netns_path,
+                        _dns_upstreams(owner) if owner is not None else None,
+                    )
                 except Exception as e:  # a container whose namespace vanished
                     logger.warning("container %s: DNS reattach failed: %s", sandbox.container_id, e)
         self._update_dns()
@@ -623,7 +629,7 @@ class NetworkManager:
             if sandbox.ports:  # the ruleset changes only with published ports
                 await self._apply_firewall()
             if uses_dns and self._dns is not None:
-                await self._dns.attach(cid, str(netns_path))
+                await self._dns.attach(cid, str(netns_path), _dns_upstreams(record))
             self._update_dns()
             kind = "user" if uses_dns else "bridge"
             ips = [str(i.endpoint.ipv4) for i in sandbox.interfaces if i.endpoint.ipv4]
@@ -886,7 +892,9 @@ class NetworkManager:
                     sandbox = replace(sandbox, dns=True)
                     self._save_sandbox(sandbox)
                     if self._dns is not None:
-                        await self._dns.attach(record.id, sandbox.netns_path)
+                        await self._dns.attach(
+                            record.id, sandbox.netns_path, _dns_upstreams(record)
+                        )
                 self._update_dns()
         self._emit("connect", network.id, {"name": network.name, "type": network.driver,
                                             "container": record.id})  # fmt: skip
@@ -985,6 +993,14 @@ def _expand(
 ) -> list[pt.PortRequest]:
     """The request behind each mapping (allocate keeps the order, one mapping each)."""
     return list(requests)[: len(mappings)]
+
+
+def _dns_upstreams(record: ContainerRecord) -> list[UpstreamServer] | None:
+    """The container's `--dns` servers as its embedded DNS's upstreams (Docker's resolver
+    forwards to them; queried from the daemon's namespace, so a loopback address means the
+    host's, not the container's); None: the host's resolvers."""
+    servers = [str(s) for s in record.host_config.get("Dns") or ()]
+    return [UpstreamServer(s) for s in servers] or None
 
 
 def _reservation(mapping: pt.PortMapping) -> Reservation:

@@ -299,6 +299,8 @@ class _Attachment:
     udp_port: int
     tcp_port: int
     connections: set[asyncio.StreamWriter] = field(default_factory=set)
+    # The container's own upstreams (`--dns`), instead of the host's; None: the host's.
+    upstreams: tuple[UpstreamServer, ...] | None = None
 
 
 class EmbeddedDns:
@@ -357,8 +359,15 @@ class EmbeddedDns:
         # attach/detach of one container are serialised; different containers proceed at once.
         return self._locks.setdefault(container_id, asyncio.Lock())
 
-    async def attach(self, container_id: str, netns_path: str) -> None:
-        """Serve `container_id` inside `netns_path`; replaces an earlier attachment."""
+    async def attach(
+        self,
+        container_id: str,
+        netns_path: str,
+        upstreams: Sequence[UpstreamServer] | None = None,
+    ) -> None:
+        """Serve `container_id` inside `netns_path`; replaces an earlier attachment.
+        `upstreams`: where its unknown names go (the container's `--dns` servers, as
+        Docker's resolver forwards to them); None for the host's resolvers."""
         if not self._started:
             raise DnsServerError("EmbeddedDns.start() was not called")
         async with self._lock(container_id):
@@ -387,7 +396,15 @@ class EmbeddedDns:
                 udp.close()
                 tcp_sock.close()
                 raise
-            attachment = _Attachment(netns_path, udp, tcp, udp_port, tcp_port, connections)
+            attachment = _Attachment(
+                netns_path,
+                udp,
+                tcp,
+                udp_port,
+                tcp_port,
+                connections,
+                None if upstreams is None else tuple(upstreams),
+            )
             try:
                 save = await self._iptables(netns_path, "iptables-save", "-t", "nat")
                 await self._iptables(
@@ -517,20 +534,30 @@ class EmbeddedDns:
             self._remember(key, reply)
             send(reply)
             return True
-        if len(self._forwards) >= MAX_CONCURRENT_FORWARDS or not self._upstreams:
+        attached = self._attached.get(container_id)
+        upstreams = self._upstreams
+        if attached is not None and attached.upstreams is not None:
+            upstreams = attached.upstreams
+        if len(self._forwards) >= MAX_CONCURRENT_FORWARDS or not upstreams:
             send(encode_reply(query, RCODE_REFUSED, limit=limit))
             return True
-        task = asyncio.get_running_loop().create_task(self._forward(query, limit, send))
+        task = asyncio.get_running_loop().create_task(self._forward(query, limit, send, upstreams))
         self._forwards.add(task)
         task.add_done_callback(self._forwards.discard)
         return True
 
-    async def _forward(self, query: Query, limit: int, send: Callable[[bytes], None]) -> None:
+    async def _forward(
+        self,
+        query: Query,
+        limit: int,
+        send: Callable[[bytes], None],
+        upstreams: Sequence[UpstreamServer],
+    ) -> None:
         # resolver.go ServeDNS: SERVFAIL, REFUSED, any other error and a non-authoritative
         # NXDOMAIN (RFC 8020 §2) move on to the next server; the last reply stands if no
         # server does better. With no reply at all Docker stays silent; we say SERVFAIL.
         fallback: bytes | None = None
-        for server in self._upstreams:
+        for server in upstreams:
             raw = await self._exchange(server, query)
             if raw is None:
                 continue
