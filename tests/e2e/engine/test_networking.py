@@ -504,6 +504,24 @@ def test_a_container_that_dies_while_the_daemon_is_killed_is_cleaned_up_at_resta
     daemon.docker("rm", "-f", "doomed", "reborn")
 
 
+def test_bridge_none_runs_default_containers_without_a_network() -> None:
+    """dockerd -b none: no default bridge; a container in the default mode has only `lo`,
+    one that names `bridge` is refused, user networks still work."""
+
+    def without_bridge(base: Path) -> DaemonProcess:
+        d = DaemonProcess(base)
+        d.bridge = "none"
+        return d
+
+    with running_daemon("dy-nobr-", without_bridge, prune=True) as d:
+        links = d.docker("run", "--rm", "busybox", "ip", "-o", "link").stdout.splitlines()
+        assert [line.split(":")[1].strip() for line in links] == ["lo"]
+        refused = d.docker("run", "--rm", "--network", "bridge", "busybox", "true", check=False)
+        assert "network bridge not found" in refused.stderr
+        names = d.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert sorted(names) == ["host", "none"]
+
+
 def test_prune_and_stop_leave_the_host_as_it_was(
     daemon: DaemonProcess, snapshot_before: dict[str, list[str]]
 ) -> None:

@@ -499,7 +499,7 @@ class NetworkManager:
         the body as the client sent it (the checks are on what the user asked for, not on
         the defaults the engine filled in, such as the hostname); `config` the filled one."""
         nm.validate_net_mode(requested, host_config)
-        mode = network_mode_name(host_config)
+        mode = self._mode(host_config)
         lk.validate_links(
             str(host_config.get("NetworkMode") or "default"), host_config.get("Links")
         )
@@ -550,7 +550,7 @@ class NetworkManager:
         async with self._lock:
             if cid in self.sandboxes:  # a crashed previous start, or a restart race
                 await self._teardown_sandbox(self.sandboxes[cid])
-            mode = network_mode_name(record.host_config)
+            mode = self._mode(record.host_config)
             files = self._files_dir(cid)
             files.mkdir(parents=True, exist_ok=True)
             if mode.startswith("container:"):
@@ -726,6 +726,13 @@ class NetworkManager:
             self._save_sandbox(sandbox)
             return sandbox
         raise pt.AllPortsAllocated("no free host port for the published ports")
+
+    def _mode(self, host_config: Mapping[str, Any]) -> str:
+        """The network a container's mode names; with `--bridge none` the default mode means
+        no network at all, as dockerd runs such containers with only `lo`."""
+        mode = network_mode_name(host_config)
+        default = str(host_config.get("NetworkMode") or "default") == "default"
+        return "none" if default and self.config.bridge == "none" else mode
 
     def _internal(self, iface: Interface) -> bool:
         network = self.networks.get(iface.endpoint.network_id)
