@@ -237,6 +237,14 @@ def test_python_etcd_client_against_the_cluster(cluster: DockyardCluster, prefix
         (s.url.split("//")[1].split(":")[0], int(s.url.rsplit(":", 1)[1])) for s in servers
     )
     client = etcd.Client(host=hosts, allow_reconnect=True, read_timeout=10)
+
+    def published_everywhere() -> bool | None:
+        # A member lists another's client URL once that member's publish entry is applied
+        # on it (as etcd's attributes); the client reads whichever member it asks.
+        listed = [httpx.get(f"{s.url}/v2/machines", timeout=2).text for s in servers]
+        return True if all(len(t.split(", ")) == len(servers) for t in listed) else None
+
+    eventually(published_everywhere, LEADER_DEADLINE_S, "every client URL on every member")
     client.write(f"{prefix}/py", "hello")
     assert client.read(f"{prefix}/py", quorum=True).value == "hello"
     assert len(client.machines) == 3
