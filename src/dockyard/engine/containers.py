@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from dockyard.engine.fsutil import write_atomic
 from dockyard.engine.model.container import (
     ID_RE,
     RECORD_FILE,
@@ -76,22 +76,6 @@ __all__ = [
     "unpaused",
     "validate_name",
 ]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ContainerStore:
@@ -181,7 +165,7 @@ class ContainerStore:
     def save(self, record: ContainerRecord) -> None:
         directory = self.container_dir(record.id)
         data = json.dumps(record.to_json(), sort_keys=True).encode()
-        _write_atomic(directory / RECORD_FILE, data)
+        write_atomic(directory / RECORD_FILE, data)
         self._records[record.id] = record
 
     def remove(self, container_id: str) -> None:

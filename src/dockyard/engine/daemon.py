@@ -916,16 +916,8 @@ class Engine:
         net = await self.networks.attach_container(
             record, lookup=self.find_container, pid_of=self._pid_of
         )
-        mode = str(record.host_config.get("NetworkMode") or "")
-        if mode.startswith("container:"):
-            # moby initializeNetworking: the joiner takes NAME's hostname and domainname.
-            target = self.find_container(mode.partition(":")[2])
-            if target is not None:
-                base = replace(
-                    base,
-                    hostname=str(target.config.get("Hostname") or target.id[:12]),
-                    domainname=str(target.config.get("Domainname") or ""),
-                )
+        if net.hostname is not None:
+            base = replace(base, hostname=net.hostname, domainname=net.domainname or "")
         taken = {m.destination for m in volume_mounts}
         # A volume or bind on /etc/hosts etc. wins over the generated file (moby).
         files = tuple(m for m in net.mounts if m.destination not in taken)

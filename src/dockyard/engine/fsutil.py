@@ -5,13 +5,15 @@ Role: blocking I/O on host paths; callers on the event loop use asyncio.to_threa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import uuid
 from pathlib import Path
 
 from dockyard.engine.model import archive as am
 
-__all__ = ["directory_size", "resolve_in_scope"]
+__all__ = ["directory_size", "resolve_in_scope", "write_atomic"]
 
 
 def directory_size(path: Path) -> int:
@@ -44,3 +46,26 @@ def resolve_in_scope(root: Path, path: str) -> Path:
             return None
 
     return root / am.resolve_in_scope(path, readlink).lstrip("/")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` by `data` durably: a temporary file written and fsynced, renamed over
+    the old one, then the directory fsynced, so readers (and a restart after a crash) see
+    the old content or the new, never a mix. The temporary file goes on failure."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -30,6 +30,13 @@ def _body(call: Call) -> dict[str, Any]:
     return body
 
 
+def _container(body: dict[str, Any]) -> str:
+    container = str(body.get("Container") or "")
+    if not container:
+        raise InvalidArgument("container ID must not be empty")
+    return container
+
+
 class NetworkRoutes:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -58,21 +65,15 @@ class NetworkRoutes:
     @route("POST", "/networks/(?P<id>[^/]+)/connect")
     async def network_connect(self, call: Call) -> Reply:
         body = _body(call)
-        container = str(body.get("Container") or "")
-        if not container:
-            raise InvalidArgument("container ID must not be empty")
         endpoint = body.get("EndpointConfig") or {}
-        await self.engine.connect_network(call.params["id"], container, endpoint)
+        await self.engine.connect_network(call.params["id"], _container(body), endpoint)
         return Response(200)
 
     @route("POST", "/networks/(?P<id>[^/]+)/disconnect")
     async def network_disconnect(self, call: Call) -> Reply:
         body = _body(call)
-        container = str(body.get("Container") or "")
-        if not container:
-            raise InvalidArgument("container ID must not be empty")
         await self.engine.disconnect_network(
-            call.params["id"], container, force=bool(body.get("Force"))
+            call.params["id"], _container(body), force=bool(body.get("Force"))
         )
         return Response(200)
 

@@ -85,15 +85,3 @@ def delete_chains(table: str, chains: Sequence[str]) -> None:
         done = _run([_binary("iptables"), "-w", "-t", table, "-X", chain])
         if done.returncode != 0:
             raise FirewallError(f"iptables -t {table} -X {chain}: {done.stderr.strip()}")
-
-
-def set_sysctl(key: str, value: str) -> None:
-    """A host sysctl such as net.ipv4.ip_forward (in the daemon's namespace)."""
-    path = "/proc/sys/" + key.replace(".", "/")
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def get_sysctl(key: str) -> str:
-    with open("/proc/sys/" + key.replace(".", "/")) as f:
-        return f.read().strip()

@@ -29,7 +29,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,17 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.engine.containers import Conflict, ContainerRecord, NotFound
+from dockyard.engine.fsutil import write_atomic
 from dockyard.engine.model.container import new_id
 from dockyard.engine.model.filters import FilterArgs
-from dockyard.engine.network import bridge, firewall
+from dockyard.engine.network import bridge, firewall, netns
 from dockyard.engine.network import etcfiles as etc
 from dockyard.engine.network import iptables as ipt
 from dockyard.engine.network import links as lk
 from dockyard.engine.network import model as nm
 from dockyard.engine.network import ports as pt
-from dockyard.engine.network.dns import resolvconf as dns_resolvconf
 from dockyard.engine.network.dns.records import DnsEndpoint, DnsTable
-from dockyard.engine.network.dns.resolvconf import UpstreamServer
+from dockyard.engine.network.dns.resolvconf import UpstreamServer, host_upstreams
 from dockyard.engine.network.dns.server import EmbeddedDns
 from dockyard.engine.network.ipam import NetworkError
 from dockyard.engine.network.portreserve import (
@@ -82,11 +81,14 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class StartNetwork:
     """What a container start needs from the network: the namespace to join, the mounts
-    (/etc files) and the link environment variables."""
+    (/etc files), the link environment variables, and for `--network container:NAME` the
+    hostname and domain name NAME has (moby initializeNetworking: the joiner takes them)."""
 
     netns_path: str
     mounts: tuple[Mount, ...]
     env: tuple[str, ...]
+    hostname: str | None = None
+    domainname: str | None = None
 
 
 def network_mode_name(host_config: Mapping[str, Any]) -> str:
@@ -96,15 +98,6 @@ def network_mode_name(host_config: Mapping[str, Any]) -> str:
 
 def _now() -> str:
     return format_rfc3339nano(time.time_ns())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class NetworkManager:
@@ -171,7 +164,7 @@ class NetworkManager:
             if record.driver == "bridge":
                 await asyncio.to_thread(self._ensure_bridge, record)
         resolv = self._host_resolv_text()
-        self._dns = EmbeddedDns(dns_resolvconf.parse_resolv_conf(resolv).upstreams())
+        self._dns = EmbeddedDns(host_upstreams(resolv))
         await self._dns.start()
         for cid in list(self.sandboxes):
             if cid not in running:
@@ -217,7 +210,9 @@ class NetworkManager:
 
     def _save_network(self, record: nm.NetworkRecord) -> None:
         self.networks[record.id] = record
-        _write_atomic(self._networks_dir / f"{record.id}.json", json.dumps(record.to_json()))
+        write_atomic(
+            self._networks_dir / f"{record.id}.json", json.dumps(record.to_json()).encode()
+        )
 
     def _delete_network(self, record: nm.NetworkRecord) -> None:
         self.networks.pop(record.id, None)
@@ -225,8 +220,9 @@ class NetworkManager:
 
     def _save_sandbox(self, sandbox: Sandbox) -> None:
         self.sandboxes[sandbox.container_id] = sandbox
-        _write_atomic(
-            self._sandboxes_dir / f"{sandbox.container_id}.json", json.dumps(sandbox.to_json())
+        write_atomic(
+            self._sandboxes_dir / f"{sandbox.container_id}.json",
+            json.dumps(sandbox.to_json()).encode(),
         )
 
     def _delete_sandbox(self, cid: str) -> None:
@@ -556,7 +552,8 @@ class NetworkManager:
             if mode.startswith("container:"):
                 return self._join_container(record, mode.partition(":")[2], lookup, pid_of)
             if mode in ("host", "none"):
-                await asyncio.to_thread(self._write_files, record, mode, [], [], None)
+                kind: etc.NetworkKind = "host" if mode == "host" else "none"
+                await asyncio.to_thread(self._write_files, record, kind, [], [], None)
                 return StartNetwork("", self._file_mounts(record), ())
             return await self._attach_bridged(record, lookup)
 
@@ -588,7 +585,13 @@ class NetworkManager:
             if (src / name).exists()
         )
         # Another container's namespace, or the host's for a container on the host network.
-        return StartNetwork(netns if target_mode != "host" else "", mounts, ())
+        return StartNetwork(
+            netns if target_mode != "host" else "",
+            mounts,
+            (),
+            hostname=str(target.config.get("Hostname") or target.id[:12]),
+            domainname=str(target.config.get("Domainname") or ""),
+        )
 
     async def _attach_bridged(
         self, record: ContainerRecord, lookup: Callable[[str], ContainerRecord | None]
@@ -631,7 +634,7 @@ class NetworkManager:
             if uses_dns and self._dns is not None:
                 await self._dns.attach(cid, str(netns_path), _dns_upstreams(record))
             self._update_dns()
-            kind = "user" if uses_dns else "bridge"
+            kind: etc.NetworkKind = "user" if uses_dns else "bridge"
             ips = [str(i.endpoint.ipv4) for i in sandbox.interfaces if i.endpoint.ipv4]
             gateway = ""
             bridge_net = next((r for r in self.networks.values() if r.is_default_bridge), None)
@@ -699,33 +702,44 @@ class NetworkManager:
             allocator, mappings = self._ports.allocate(
                 requests, container_ip=ip, ephemeral_range=span, host_busy=busy
             )
-            held: list[Reservation] = []
-            try:
-                for mapping, request in zip(mappings, _expand(requests, mappings), strict=True):
-                    key = _reservation(mapping)
-                    try:
-                        self._reservations.reserve(key)
-                    except PortInUse:
-                        if request.host_port_start and (
-                            request.host_port_end in (0, request.host_port_start)
-                        ):
-                            raise
-                        busy.add((mapping.proto, mapping.host_port))
-                        raise _Retry() from None
-                    held.append(key)
-            except _Retry:
-                for key in held:
-                    self._reservations.release(key)
+            taken = self._reserve_all(requests, mappings)
+            if taken is not None:
+                busy.add(taken)  # a host process holds a port we picked: pick again
                 continue
-            except BaseException:
-                for key in held:
-                    self._reservations.release(key)
-                raise
             self._ports = allocator
             sandbox = replace(sandbox, ports=mappings)
             self._save_sandbox(sandbox)
             return sandbox
         raise pt.AllPortsAllocated("no free host port for the published ports")
+
+    def _reserve_all(
+        self, requests: Sequence[pt.PortRequest], mappings: Sequence[pt.PortMapping]
+    ) -> tuple[str, int] | None:
+        """Reserve every mapping's host port, or none: None when all are held; the (proto,
+        port) a host process holds when that port was our pick (ephemeral or from a range);
+        PortInUse when the user named exactly that port."""
+        held: list[Reservation] = []
+        try:
+            # allocate answers one mapping per request, in order
+            for request, mapping in zip(requests, mappings, strict=True):
+                key = _reservation(mapping)
+                try:
+                    self._reservations.reserve(key)
+                except PortInUse:
+                    chosen = request.host_port_start == 0 or (
+                        request.host_port_end > request.host_port_start
+                    )
+                    if not chosen:
+                        raise
+                    for earlier in held:
+                        self._reservations.release(earlier)
+                    return (mapping.proto, mapping.host_port)
+                held.append(key)
+        except BaseException:
+            for earlier in held:
+                self._reservations.release(earlier)
+            raise
+        return None
 
     def _mode(self, host_config: Mapping[str, Any]) -> str:
         """The network a container's mode names; with `--bridge none` the default mode means
@@ -778,7 +792,7 @@ class NetworkManager:
     def _write_files(
         self,
         record: ContainerRecord,
-        kind: str,
+        kind: etc.NetworkKind,
         ips: Sequence[str],
         link_hosts: Sequence[etc.HostsRecord],
         gateway: str | None,
@@ -796,7 +810,7 @@ class NetworkManager:
             [str(e) for e in hc.get("ExtraHosts") or ()], host_gateway_ip=gateway or ""
         )
         hosts = etc.hosts_file(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             hostname=hostname,
             domainname=str(record.config.get("Domainname") or ""),
             container_ips=list(ips),
@@ -806,14 +820,15 @@ class NetworkManager:
         )
         resolv = etc.resolv_conf(
             self._host_resolv_text(),
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             dns=[str(s) for s in hc.get("Dns") or ()],
             dns_search=[str(s) for s in hc.get("DnsSearch") or ()],
             dns_options=[str(s) for s in hc.get("DnsOptions") or ()],
         )
-        _write_atomic(files / HOSTS_FILE, hosts)
-        _write_atomic(files / RESOLV_FILE, resolv.text)
-        _write_atomic(files / HOSTNAME_FILE, etc.hostname_file(hostname))
+        # 0644: the container's processes read them whatever user they run as.
+        write_atomic(files / HOSTS_FILE, hosts.encode(), 0o644)
+        write_atomic(files / RESOLV_FILE, resolv.text.encode(), 0o644)
+        write_atomic(files / HOSTNAME_FILE, etc.hostname_file(hostname).encode(), 0o644)
 
     def _file_mounts(self, record: ContainerRecord) -> tuple[Mount, ...]:
         files = self._files_dir(record.id)
@@ -991,17 +1006,6 @@ class NetworkManager:
         return (str(files / RESOLV_FILE), str(files / HOSTNAME_FILE), str(files / HOSTS_FILE))
 
 
-class _Retry(Exception):
-    pass
-
-
-def _expand(
-    requests: Sequence[pt.PortRequest], mappings: Sequence[pt.PortMapping]
-) -> list[pt.PortRequest]:
-    """The request behind each mapping (allocate keeps the order, one mapping each)."""
-    return list(requests)[: len(mappings)]
-
-
 def _dns_upstreams(record: ContainerRecord) -> list[UpstreamServer] | None:
     """The container's `--dns` servers as its embedded DNS's upstreams (Docker's resolver
     forwards to them; queried from the daemon's namespace, so a loopback address means the
@@ -1032,7 +1036,7 @@ def _endpoint_requests(record: ContainerRecord) -> dict[str, nm.EndpointRequest]
 def _firewall_apply(rules: ipt.RuleSet, *, jumps: bool) -> None:
     for sysctl in rules.sysctls():
         try:
-            firewall.set_sysctl(sysctl.key, sysctl.value)
+            netns.set_sysctl(None, sysctl.key, sysctl.value)
         except OSError as e:
             logger.warning("sysctl %s=%s: %s", sysctl.key, sysctl.value, e)
     firewall.restore(rules.restore_text())

@@ -140,9 +140,6 @@ class Rtnl:
         master_index = self._index(master, f"set master of {name}")
         self._set_link(name, "set master of", codec.attr_u32(codec.IFLA_MASTER, master_index))
 
-    def set_nomaster(self, name: str) -> None:
-        self._set_link(name, "release", codec.attr_u32(codec.IFLA_MASTER, 0))
-
     def set_up(self, name: str) -> None:
         self._change(codec.RTM_NEWLINK, 0, codec.set_link_up(name, True), f"set up {name}")
 

@@ -65,24 +65,10 @@ class PortReservations:
         if sock is not None:
             sock.close()
 
-    def held(self) -> set[Reservation]:
-        return set(self._sockets)
-
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
-
-
-def port_free(proto: str, host_ip: str, host_port: int) -> bool:
-    """Whether a bind of this port would succeed now (for choosing ephemeral ports)."""
-    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        try:
-            sock.bind((host_ip, host_port))
-        except OSError:
-            return False
-    return True
 
 
 def local_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:

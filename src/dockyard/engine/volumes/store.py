@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from dockyard.engine import fsutil
-from dockyard.engine.fsutil import directory_size
+from dockyard.engine.fsutil import directory_size, write_atomic
 from dockyard.engine.images.snapshotter import SnapshotError, is_mountpoint, unmount
 from dockyard.engine.model.archive import TooManyLinks
 from dockyard.engine.volumes.model import (
@@ -56,22 +56,6 @@ OPTS_FILE = "opts.json"  # Docker's name (local.go volumeOptsFile)
 META_FILE = "meta.json"
 _CREATING = ".creating-"
 _REMOVING = ".removing-"
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write via a temporary file, fsync, rename: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def _mount_error(text: str) -> VolumeError:
@@ -141,8 +125,8 @@ class LocalStore:
             (staging / DATA_DIR).mkdir(mode=0o755)
             os.chmod(staging / DATA_DIR, 0o755)  # whatever the umask
             if options.needs_mount or options.mount_opts:
-                _write_atomic(staging / OPTS_FILE, json.dumps(options.to_json()).encode())
-            _write_atomic(staging / META_FILE, json.dumps(record.to_json()).encode())
+                write_atomic(staging / OPTS_FILE, json.dumps(options.to_json()).encode())
+            write_atomic(staging / META_FILE, json.dumps(record.to_json()).encode())
             os.rename(staging, self._dir(record.name))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

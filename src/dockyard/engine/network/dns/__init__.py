@@ -5,18 +5,13 @@ upstreams) are pure; `server` owns the sockets, the per-container NAT rules and 
 """
 
 from dockyard.engine.network.dns.records import Answer, AnswerKind, DnsEndpoint, DnsTable
-from dockyard.engine.network.dns.resolvconf import (
-    ResolvConf,
-    UpstreamServer,
-    parse_resolv_conf,
-)
+from dockyard.engine.network.dns.resolvconf import UpstreamServer, host_upstreams
 
 __all__ = [
     "Answer",
     "AnswerKind",
     "DnsEndpoint",
     "DnsTable",
-    "ResolvConf",
     "UpstreamServer",
-    "parse_resolv_conf",
+    "host_upstreams",
 ]
