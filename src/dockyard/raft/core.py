@@ -84,6 +84,11 @@ class RaftConfig:
     max_inflight_msgs: int = 64
     pre_vote: bool = True
     check_quorum: bool = True
+    # The leader's own entries count toward a commit only once the driver reports them
+    # durable (`persisted`), so it may send them before its fsync (see `messages.Ready`).
+    # Off: the driver syncs every Ready before sending, and the leader counts an entry as
+    # soon as it appends it.
+    leader_persists_async: bool = False
 
     def __post_init__(self) -> None:
         check(self.node_id != NONE, "node id 0 is reserved")
@@ -194,6 +199,17 @@ class RaftNode:
 
     def transfer_leadership(self, to: int) -> None:
         self.step(Message(MK.TRANSFER_LEADER, frm=to))
+
+    def persisted(self, index: int, term: int) -> None:
+        """The driver's fsync made the log durable up to `index`, whose entry had `term`
+        when written. A leader (`leader_persists_async`) now counts its own copy; an entry
+        since replaced (its term differs) proves nothing. Followers ignore it: they sync
+        before they answer."""
+        if self.role is not Role.LEADER or self.log.term(index) != term:
+            return
+        pr = self.progress.get(self.id)
+        if pr is not None and pr.maybe_update(index) and self._maybe_commit():
+            self._bcast_append()
 
     def read_index(self, context: bytes) -> None:
         """Ask for a read index; the answer arrives as a `ReadState` in a later Ready."""
@@ -706,6 +722,8 @@ class RaftNode:
         self.log.append(
             [Entry(self.term, last + i + 1, e.kind, e.data) for i, e in enumerate(entries)]
         )
+        if self.config.leader_persists_async:
+            return  # counted when `persisted` says the entries are durable
         self.progress[self.id].maybe_update(self.log.last_index())
         # A single voter commits on its own.
         self._maybe_commit()

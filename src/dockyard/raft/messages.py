@@ -161,6 +161,13 @@ class Ready:
     2. only then send `messages`;
     3. apply `snapshot`, then `committed_entries` in order; serve `read_states` once applied;
     4. call `RaftNode.advance(ready)`.
+
+    With `RaftConfig.leader_persists_async`, a leader's Ready whose `hard_state` changes no
+    term or vote (and that has no snapshot) may skip the fsync of step 1: its entries are
+    written, its messages sent, and the driver calls `RaftNode.persisted` once an fsync has
+    made them durable (Raft thesis §10.2.1: the leader's disk leaves the critical path). The
+    leader counts its own copy toward a commit only from then on. Every other Ready keeps the
+    order above.
     """
 
     soft_state: SoftState | None = None

@@ -6,6 +6,12 @@ crash; a crash in the middle of a Ready (between its writes and its sync) keeps 
 prefix of those writes (torn write) and nothing after. Because messages leave only after
 the sync, nothing another node heard of can be lost.
 
+With `leader_persists_async` (drawn per seed), a leader may write a Ready's entries without
+syncing them, send, and sync later (a random number of rounds on): the core counts its own
+copy only from `persisted`. Those writes stay in a pending layer: a crash keeps a random
+prefix of them, so a leader that counted an entry before it was durable loses a committed
+entry, which the invariants catch.
+
 The network delays every message by a random number of rounds (so messages reorder), drops
 and duplicates some, and drops everything across a partition. Each node ticks at its own
 rate (clock drift). Every random choice comes from one `random.Random(seed)`, so a seed
@@ -84,6 +90,9 @@ class WorldParams:
     unreachable_p: float = 0.0
     max_msg_entries: int = 4
     max_inflight_msgs: int = 3
+    leader_persists_async: bool = False
+    # Per round, the chance that a leader's pending (unsynced) writes get their fsync.
+    sync_p: float = 0.5
 
 
 class SimNode:
@@ -96,6 +105,11 @@ class SimNode:
         self.applied_index = 0
         self.digest = 0
         self.removed = False
+        # Written but not synced (async leader mode), in write order; the last entry written.
+        self.pending: list[Callable[[], None]] = []
+        self.pending_entries: list[Entry] = []
+        self.pending_commit: int | None = None
+        self.last_written: tuple[int, int] | None = None
 
     def start(self) -> None:
         w = self.world
@@ -108,6 +122,7 @@ class SimNode:
             max_inflight_msgs=p.max_inflight_msgs,
             pre_vote=p.pre_vote,
             check_quorum=p.check_quorum,
+            leader_persists_async=p.leader_persists_async,
         )
         snapshot = self.disk.snapshot
         self.raft = RaftNode(
@@ -122,7 +137,57 @@ class SimNode:
         w.checker.on_restart(self.id)
 
     def crash(self) -> None:
+        if self.pending:
+            # What the page cache had not written back: a random prefix survives.
+            survived = self.world.rng.randrange(len(self.pending) + 1)
+            for write in self.pending[:survived]:
+                write()
+            self.world.trace(
+                f"{self.id} lost {len(self.pending) - survived}/{len(self.pending)} unsynced writes"
+            )
+        self._clear_pending()
         self.raft = None
+
+    def _clear_pending(self) -> None:
+        self.pending = []
+        self.pending_entries = []
+        self.pending_commit = None
+
+    def sync(self) -> None:
+        """The fsync of a leader's pending writes; then the core may count them."""
+        raft = self.raft
+        assert raft is not None
+        for write in self.pending:
+            write()
+        self.world.checker.on_persist(raft, self.pending_entries, self.pending_commit)
+        self._clear_pending()
+        if self.last_written is not None:
+            raft.persisted(*self.last_written)
+
+    def _deferrable(self, rd: Ready) -> bool:
+        raft = self.raft
+        assert raft is not None
+        if not raft.config.leader_persists_async or raft.role is not Role.LEADER:
+            return False
+        if rd.snapshot is not None:
+            return False
+        hs = rd.hard_state
+        return hs is None or (hs.term, hs.vote) == (raft.term, raft.vote) == (
+            self.disk.hard_state.term,
+            self.disk.hard_state.vote,
+        )
+
+    def _write_pending(self, rd: Ready) -> None:
+        disk = self.disk
+        entries = rd.entries
+        if entries:
+            self.pending.append(lambda: disk.write_entries(entries))
+            self.pending_entries.extend(entries)
+            self.last_written = (entries[-1].index, entries[-1].term)
+        if rd.hard_state is not None:
+            hs = rd.hard_state
+            self.pending.append(lambda: setattr(disk, "hard_state", hs))
+            self.pending_commit = hs.commit
 
     def handle_ready(self) -> None:
         raft = self.raft
@@ -132,16 +197,24 @@ class SimNode:
         if not w.lossless and w.rng.random() < w.params.torn_p:
             self._torn_crash(rd)
             return
-        # 1. persist and sync.
+        # 1. persist and sync (or, a leader in async mode, only write).
         disk = self.disk
-        if rd.snapshot is not None:
-            disk.write_snapshot(rd.snapshot)
-            disk.entries = []
-        if rd.entries:
-            disk.write_entries(rd.entries)
-        if rd.hard_state is not None:
-            disk.hard_state = rd.hard_state
-        w.checker.on_persist(raft, rd.entries, rd.hard_state.commit if rd.hard_state else None)
+        deferred = self._deferrable(rd)
+        if deferred:
+            self._write_pending(rd)
+        else:
+            if self.pending:
+                self.sync()  # this Ready's fsync covers the pending writes before it
+            if rd.snapshot is not None:
+                disk.write_snapshot(rd.snapshot)
+                disk.entries = []
+            if rd.entries:
+                disk.write_entries(rd.entries)
+                self.last_written = (rd.entries[-1].index, rd.entries[-1].term)
+            if rd.hard_state is not None:
+                disk.hard_state = rd.hard_state
+            commit = rd.hard_state.commit if rd.hard_state else None
+            w.checker.on_persist(raft, rd.entries, commit)
         # 2. send.
         for m in rd.messages:
             w.send(m)
@@ -169,6 +242,8 @@ class SimNode:
         raft.advance(rd)
         if self.raft is None:
             return  # it applied its own removal and shut down
+        if not deferred and rd.entries and self.last_written is not None:
+            raft.persisted(*self.last_written)
         # 4. compact now and then, behind the applied state.
         log = raft.log
         if self.applied_index - log.snapshot.meta.index >= w.params.compact_every_entries:
@@ -180,12 +255,15 @@ class SimNode:
                 encode_snapshot(index, self.digest if index == self.applied_index else -1),
             )
             if index == self.applied_index:
+                if self.pending:
+                    self.sync()  # the driver's log rewrite syncs whatever it keeps
                 raft.compact(snapshot)
                 disk.write_snapshot(snapshot)
 
     def _torn_crash(self, rd: Ready) -> None:
         """Crash between the writes of this Ready and their sync: a prefix survives."""
-        writes: list[Callable[[], None]] = []
+        writes: list[Callable[[], None]] = list(self.pending)  # written earlier, unsynced
+        self._clear_pending()
         disk = self.disk
         if rd.snapshot is not None:
             snap = rd.snapshot
@@ -321,6 +399,10 @@ class World:
                 node.raft.tick()
                 self.check(node)
         self.deliver_due()
+        for node in list(self.nodes.values()):
+            if node.raft is not None and node.pending and rng.random() < self.params.sync_p:
+                node.sync()
+                self.check(node)
         nodes = list(self.nodes.values())
         rng.shuffle(nodes)
         for node in nodes:

@@ -69,6 +69,8 @@ def params_for(rng: random.Random) -> WorldParams:
         check_quorum=rng.random() < 0.8,
         # Drawn last, so the parameters above stay what they were for every seed.
         unreachable_p=rng.choice((0.0, 0.0, 0.05, 0.2)),
+        leader_persists_async=rng.random() < 0.5,
+        sync_p=rng.choice((0.1, 0.5, 1.0)),
     )
 
 

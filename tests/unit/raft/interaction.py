@@ -11,6 +11,8 @@ Commands (ids are node ids; `k=v` arguments are optional):
   add-nodes N [voters=1,2,3] [index=1] [pre-vote=true] [check-quorum=true]
               [election=10] [heartbeat=1] [max-msg-entries=64] [max-inflight=64]
               [jitter=0]  (randomized election timeout = election + jitter ticks)
+              [async-leader=false]  (`leader_persists_async`: a leader's Ready that changes
+              no term or vote is written but not synced until `sync ID`)
       start N nodes from a bootstrap snapshot at `index` (term 1) naming `voters` (default
       the new nodes); `voters=` (empty) starts a member that joins a running cluster
   campaign ID | tick-election ID | tick-heartbeat ID | tick ID [n]
@@ -19,7 +21,8 @@ Commands (ids are node ids; `k=v` arguments are optional):
   process-ready ID... | deliver-msgs [drop] ID... | stabilize [ID...]
   partition IDS / IDS   (messages across are dropped when sent and when delivered) | heal
   compact ID INDEX       (the driver snapshots its applied state at INDEX and compacts)
-  crash ID | restart ID  (restart from what process-ready persisted)
+  crash ID | restart ID  (restart from what process-ready persisted and synced)
+  sync ID                (fsync a leader's unsynced writes, then `persisted`)
   raft-state | raft-log ID | status ID (leader progress) | applied ID | log-level none|info
 """
 
@@ -135,6 +138,9 @@ class Member:
     snapshot: Snapshot
     entries: list[Entry] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
+    # Written but not synced (async leader mode): entries and the newest hard state.
+    unsynced_entries: list[Entry] = field(default_factory=list)
+    unsynced_hard_state: HardState | None = None
 
 
 class Env:
@@ -203,6 +209,7 @@ class Env:
                 max_inflight_msgs=int(kw.get("max-inflight", "64")),
                 pre_vote=kw.get("pre-vote", "true") == "true",
                 check_quorum=kw.get("check-quorum", "true") == "true",
+                leader_persists_async=kw.get("async-leader", "false") == "true",
             )
             member = Member(config, int(kw.get("jitter", "0")), None, hard_state, snapshot)
             self.members[node_id] = member
@@ -223,7 +230,9 @@ class Env:
 
     def cmd_crash(self, args: list[str]) -> None:
         node_id = int(args[0])
-        self.members[node_id].raft = None
+        member = self.members[node_id]
+        member.raft = None
+        member.unsynced_entries, member.unsynced_hard_state = [], None
         self.inflight = [m for m in self.inflight if m.to != node_id]
         self.out.append(f"{node_id}: crashed (unpersisted state and its inbox lost)")
 
@@ -317,15 +326,24 @@ class Env:
         body = fmt_ready(rd)
         self.out.extend(f"  {line}" for line in body or ["<empty>"])
         member = self.members[node_id]
-        # Persist, then send, then apply (the Ready contract).
-        if rd.snapshot is not None:
-            member.snapshot = rd.snapshot
-            member.entries = []
-        if rd.entries:
-            first = rd.entries[0].index
-            member.entries = [e for e in member.entries if e.index < first] + list(rd.entries)
-        if rd.hard_state is not None:
-            member.hard_state = rd.hard_state
+        # Persist, then send, then apply (the Ready contract), or in async leader mode write
+        # without the sync.
+        hs = rd.hard_state
+        written = member.hard_state  # an unsynced one has the same term and vote
+        deferred = (
+            raft.config.leader_persists_async
+            and raft.role is Role.LEADER
+            and rd.snapshot is None
+            and (hs is None or (hs.term, hs.vote) == (written.term, written.vote))
+        )
+        if deferred:
+            member.unsynced_entries.extend(rd.entries)
+            member.unsynced_hard_state = hs or member.unsynced_hard_state
+            if rd.entries or hs is not None:
+                self.out.append("  (written, not synced)")
+        else:
+            self._sync(member)
+            self._persist(member, rd.snapshot, rd.entries, hs)
         # A partition drops messages as they leave, so healing does not resurrect them.
         cut = [m for m in rd.messages if self._cut(m.frm, m.to)]
         self.inflight.extend(m for m in rd.messages if not self._cut(m.frm, m.to))
@@ -337,6 +355,40 @@ class Env:
             member.applied = [f"snapshot {rd.snapshot.meta.index}"]
         member.applied.extend(fmt_entry(e) for e in rd.committed_entries)
         raft.advance(rd)
+        if not deferred and rd.entries:
+            raft.persisted(rd.entries[-1].index, rd.entries[-1].term)
+
+    @staticmethod
+    def _persist(
+        member: Member,
+        snapshot: Snapshot | None,
+        entries: tuple[Entry, ...] | list[Entry],
+        hard_state: HardState | None,
+    ) -> None:
+        if snapshot is not None:
+            member.snapshot = snapshot
+            member.entries = []
+        if entries:
+            first = entries[0].index
+            member.entries = [e for e in member.entries if e.index < first] + list(entries)
+        if hard_state is not None:
+            member.hard_state = hard_state
+
+    def _sync(self, member: Member) -> None:
+        """Make the unsynced writes durable; the leader learns it through `persisted`."""
+        if not member.unsynced_entries and member.unsynced_hard_state is None:
+            return
+        self._persist(member, None, member.unsynced_entries, member.unsynced_hard_state)
+        last = member.unsynced_entries[-1] if member.unsynced_entries else None
+        member.unsynced_entries, member.unsynced_hard_state = [], None
+        if last is not None and member.raft is not None:
+            member.raft.persisted(last.index, last.term)
+
+    def cmd_sync(self, args: list[str]) -> None:
+        member = self.members[int(args[0])]
+        last = member.unsynced_entries[-1] if member.unsynced_entries else None
+        self._sync(member)
+        self.out.append(f"synced up to {last.term}/{last.index}" if last else "nothing to sync")
 
     def cmd_deliver_msgs(self, args: list[str]) -> None:
         drop = "drop" in args

@@ -17,6 +17,12 @@ The Ready loop (etcd's raft driver contract, docs/raft.md):
         release rd.read_states once applied that far
         node.advance(rd)
 
+    except for a leader (`leader_persists_async`, Raft thesis §10.2.1): its Ready is only
+    written and its appends sent; its fdatasync runs on a thread (`storage.SyncThread`), so
+    the loop keeps serving and the followers persist while the leader does; then
+    `node.persisted` lets the core count the leader's own copy toward a commit (in a
+    cluster of three, the two followers' copies commit an entry without it).
+
 Rules:
 - The log's entry 1 is the bootstrap snapshot naming the voters (every member computes the
   same one from `--initial-cluster`), so `StoreState.applied_index` equals the Raft index.
@@ -111,7 +117,7 @@ from dockyard.raft.messages import (
 from dockyard.store import commands as c
 from dockyard.store.auth import AuthError
 from dockyard.store.cluster.codec import CodecError, unwrap_proposal, wrap_proposal
-from dockyard.store.cluster.storage import RaftStorage
+from dockyard.store.cluster.storage import RaftStorage, SyncThread
 from dockyard.store.cluster.transport import PeerStats, Transport
 from dockyard.store.errors import MembershipError, RaftInternalError
 from dockyard.store.node import (
@@ -280,6 +286,7 @@ class ClusterMember(WatchingMember):
         self.start_time_ns = time.time_ns()
         self.raft: RaftNode | None = None
         self._storage: RaftStorage | None = None
+        self._sync_thread: SyncThread | None = None  # the leader's fdatasync
         self._transport: Transport | None = None
         self._peer_server: HttpServer | None = None
         self._proposals: dict[int, _Proposal] = {}
@@ -439,6 +446,10 @@ class ClusterMember(WatchingMember):
             self._write_identity(joined)
         storage, recovered = RaftStorage.open(self.raft_dir, 1 if joined else BOOTSTRAP_INDEX + 1)
         self._storage = storage
+        loop = asyncio.get_running_loop()
+        self._sync_thread = SyncThread(
+            storage, loop.call_soon_threadsafe, self._synced, self._sync_failed
+        )
         voters = tuple(sorted(self.members))
         if joined:
             # No configuration of our own: the leader sends its snapshot and log, and with
@@ -469,7 +480,12 @@ class ClusterMember(WatchingMember):
             hard_state = HardState(hard_state.term, hard_state.vote, start.meta.index)
         election_ticks = self.config.election_timeout_ms // self.config.heartbeat_interval_ms
         self.raft = RaftNode(
-            RaftConfig(self.member_id, election_timeout_ticks=election_ticks, heartbeat_ticks=1),
+            RaftConfig(
+                self.member_id,
+                election_timeout_ticks=election_ticks,
+                heartbeat_ticks=1,
+                leader_persists_async=True,
+            ),
             random.Random(),
             start,
             hard_state,
@@ -572,6 +588,8 @@ class ClusterMember(WatchingMember):
             except TimeoutError:
                 _log.warning("member %x: peer listener did not close within 3 s", self.member_id)
         _log.info("member %x: stopped", self.member_id)
+        if self._sync_thread is not None:
+            self._sync_thread.close()
         if self._storage is not None:
             self._storage.close()
         for p in self._proposals.values():
@@ -903,10 +921,20 @@ class ClusterMember(WatchingMember):
             self._flush_proposals()
             while raft.has_ready():
                 rd = raft.ready()
+                # A leader's new entries go out before its own fsync (the sync thread's);
+                # every other Ready is durable before anything it carries is sent.
+                deferred = (
+                    raft.role is Role.LEADER
+                    and rd.snapshot is None
+                    and not storage.changes_term_or_vote(rd.hard_state)
+                )
                 try:
                     if rd.snapshot is not None:
                         self._install_snapshot(rd.snapshot)
-                    storage.save(rd.entries, rd.hard_state)
+                    if deferred:
+                        storage.write(rd.entries, rd.hard_state)
+                    else:
+                        storage.save(rd.entries, rd.hard_state)
                 except (WalError, OSError) as error:
                     self._fail(f"etcdserver: raft log write failed: {error}")
                     return
@@ -916,11 +944,26 @@ class ClusterMember(WatchingMember):
                 if rd.soft_state is not None:
                     self._leader_changed(rd)
                 raft.advance(rd)
+                if storage.dirty:
+                    assert self._sync_thread is not None
+                    self._sync_thread.request()
+                elif rd.entries:
+                    raft.persisted(*storage.sync())  # synced by `save`: a leader counts it
                 try:
                     self._maybe_snapshot()
                 except (WalError, OSError) as error:
                     self._fail(f"etcdserver: snapshot failed: {error}")
                     return
+
+    def _synced(self, index: int, term: int) -> None:
+        """The sync thread made the log durable up to `index`: the core may count the
+        leader's own copy toward a commit."""
+        if self.raft is not None and self._failed is None:
+            self.raft.persisted(index, term)
+            self._wakeup.set()
+
+    def _sync_failed(self, reason: str) -> None:
+        self._fail(f"etcdserver: raft log sync failed: {reason}")
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
         """A leader's snapshot (MsgSnap): durable first, then the log restarts after it,

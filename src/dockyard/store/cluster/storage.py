@@ -14,7 +14,9 @@ Rules:
   overwritten), so replay keeps, for each index, the newest record, and drops any later
   ones from the replaced suffix. The newest hard-state record wins.
 - `save` writes the whole Ready in one `write` and `fdatasync`s before it returns: nothing
-  the Ready carries may be sent before that. The one exception is a Ready whose only
+  the Ready carries may be sent before that. An async leader's driver (`RaftConfig.
+  leader_persists_async`) calls `write`, sends, then `sync`, and tells the core what is
+  durable. The one exception is a Ready whose only
   change is the commit index (no entries, same term and vote): it is written but not
   synced, as etcd's raft allows (`MustSync`), since a commit index lost in a crash is
   learned again from the leader and state is rebuilt from the log.
@@ -42,7 +44,8 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +102,13 @@ class RaftStorage:
         self._reserved = size  # bytes the file holds on disk (written + preallocated)
         self._last_index = last_index
         self._failure: str | None = None
-        self._synced = HardState()  # term and vote as last written (see `save`)
+        self._synced = HardState()  # term and vote as last written (see `write`)
+        # What `sync` may report durable: (write number, last entry's index, its term), one
+        # tuple so that the sync thread reads it in one step; `_synced_seq` is the write
+        # number the last fdatasync covered (see `sync`).
+        self._written = (0, last_index, 0)
+        self._synced_seq = 0
+        self._sync_lock = threading.Lock()  # one fdatasync (or rewrite) at a time
         self._hard: HardState | None = None  # the last hard state written (synced or not)
 
     @classmethod
@@ -161,6 +170,7 @@ class RaftStorage:
         fd = os.open(path, os.O_WRONLY)
         last = entries[-1].index if entries else first_index - 1
         storage = cls(path, fd, offset, last)
+        storage._written = (0, last, entries[-1].term if entries else 0)
         if hard is not None:
             storage._synced = hard
             storage._hard = hard
@@ -172,13 +182,28 @@ class RaftStorage:
 
     def save(self, entries: Sequence[Entry], hard_state: HardState | None) -> None:
         """Append `entries` (replacing any from the first one's index on) and `hard_state`,
-        then fdatasync, unless only the commit index moved: a lost commit index is learned
+        then fdatasync, unless only the commit index moved (and nothing written before
+        waits for a sync): a lost commit index is learned
         again from the leader (etcd raft's MustSync), and skipping that fsync halves a
         leader's fsyncs per write. Raises `WalError` once any write or sync has failed."""
+        self.write(entries, hard_state)
+        if self.dirty:
+            self.sync()  # also whatever an async leader wrote before and has not synced
+
+    def changes_term_or_vote(self, hard_state: HardState | None) -> bool:
+        """Whether writing `hard_state` would change the term or vote last written."""
+        return hard_state is not None and (hard_state.term, hard_state.vote) != (
+            self._synced.term,
+            self._synced.vote,
+        )
+
+    def write(self, entries: Sequence[Entry], hard_state: HardState | None) -> bool:
+        """`save` without its fdatasync: whether the write needs one (it changed entries, the
+        term or the vote). An async leader's driver sends before it calls `sync`."""
         if self._failure is not None:
             raise WalError(f"raft log failed earlier ({self._failure}); restart the member")
         if not entries and hard_state is None:
-            return
+            return False
         buf = bytearray()
         for e in entries:
             buf += _frame(_ENTRY.pack(TYPE_ENTRY, e.index, e.term, _KIND_BYTE[e.kind]) + e.data)
@@ -186,16 +211,11 @@ class RaftStorage:
             buf += _frame(
                 _HARD.pack(TYPE_HARD_STATE, hard_state.term, hard_state.vote, hard_state.commit)
             )
-        must_sync = bool(entries) or (
-            hard_state is not None
-            and (hard_state.term, hard_state.vote) != (self._synced.term, self._synced.vote)
-        )
+        must_sync = bool(entries) or self.changes_term_or_vote(hard_state)
         try:
             if self._size + len(buf) > self._reserved:
                 self._reserve(self._size + len(buf) + PREALLOCATE_BYTES)
             _write_all(self._fd, buf, self._size)
-            if must_sync:
-                os.fdatasync(self._fd)
         except OSError as error:
             # As the store WAL: after a failed write or fsync the file's state is unknown.
             self._failure = repr(error)
@@ -204,8 +224,37 @@ class RaftStorage:
         if hard_state is not None:
             self._synced = hard_state
             self._hard = hard_state
+        seq, last, term = self._written
         if entries:
-            self._last_index = entries[-1].index
+            self._last_index = last = entries[-1].index
+            term = entries[-1].term
+        if must_sync:
+            seq += 1
+        self._written = (seq, last, term)  # after the write: a sync that reads it covers it
+        return must_sync
+
+    def sync(self) -> tuple[int, int]:
+        """fdatasync what `write` left unsynced (nothing if nothing needs it); the index and
+        term of the last entry written, durable now. Safe from another thread than the
+        writer's (an async leader's sync thread): `write` only appends with pwrite, which an
+        fdatasync on the same file does not disturb."""
+        with self._sync_lock:
+            if self._failure is not None:
+                raise WalError(f"raft log failed earlier ({self._failure}); restart the member")
+            seq, last, term = self._written
+            if seq != self._synced_seq:
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as error:
+                    self._failure = repr(error)
+                    raise WalError(f"raft log sync failed: {error}") from error
+                self._synced_seq = seq
+        return last, term
+
+    @property
+    def dirty(self) -> bool:
+        """Written entries (or a term or vote) wait for `sync`."""
+        return self._written[0] != self._synced_seq
 
     def _reserve(self, size: int) -> None:
         # A file system without fallocate: the file just grows with the writes.
@@ -217,6 +266,10 @@ class RaftStorage:
         """Replace the file by one holding only `entries` (which start at `first_index`, or
         are empty) and the last hard state written; durably, atomically (see the module
         docstring). The caller's snapshot must already be durable and cover `first_index - 1`."""
+        with self._sync_lock:  # not while the sync thread holds the old file's fd
+            self._rewrite(first_index, entries)
+
+    def _rewrite(self, first_index: int, entries: Sequence[Entry]) -> None:
         if self._failure is not None:
             raise WalError(f"raft log failed earlier ({self._failure}); restart the member")
         if entries and entries[0].index != first_index:
@@ -246,10 +299,66 @@ class RaftStorage:
         self._size = len(buf)
         self._reserved = len(buf)
         self._last_index = entries[-1].index if entries else first_index - 1
+        # The new file was fsynced whole: nothing waits for a sync.
+        self._synced_seq = self._written[0]
+        self._written = (self._synced_seq, self._last_index, entries[-1].term if entries else 0)
         if self._hard is not None:
             self._synced = self._hard
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._sync_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+class SyncThread:
+    """An async leader's fdatasync, on a thread of its own (Raft thesis §10.2.1).
+
+    The event loop writes the leader's entries (`RaftStorage.write`), sends them and calls
+    `request`; this thread runs `RaftStorage.sync` (the GIL is released during the
+    fdatasync, so the loop keeps parsing requests and applying entries meanwhile) and hands
+    the durable (index, term) back on the loop with `call_soon_threadsafe`. Requests made
+    while a sync runs are covered by the next one: at most one sync is in flight, and under
+    load each one covers every write before it (group commit).
+    """
+
+    def __init__(
+        self,
+        storage: RaftStorage,
+        call_soon_threadsafe: Callable[..., object],
+        on_synced: Callable[[int, int], None],
+        on_failed: Callable[[str], None],
+    ) -> None:
+        self._storage = storage
+        self._call_soon_threadsafe = call_soon_threadsafe
+        self._on_synced = on_synced
+        self._on_failed = on_failed
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="raft-log-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                index, term = self._storage.sync()
+            except WalError as error:
+                self._call_soon_threadsafe(self._on_failed, str(error))
+                return
+            try:
+                self._call_soon_threadsafe(self._on_synced, index, term)
+            except RuntimeError:
+                return  # the loop is closed: the member is stopping

@@ -3,21 +3,29 @@
 Role: deliver the messages of a `Ready` to their members, and hand the batches other members
 send us to the driver. Sending: `POST /raft` with a batch (`codec.encode_batch`) on one
 keep-alive HTTP/1.1 connection per peer, written by one task per peer that takes everything
-queued for that peer since its last request (so a busy leader sends few, large requests and
-a follower's answers come back in order). Receiving: the member's peer listener routes
-`POST /raft` here; the answer is `204` once the batch is stepped, `400`/`412` for a batch
-this member cannot take. `GET /members` answers the membership, for a joining member.
+queued for that peer since its last post (so a busy leader sends few, large requests and a
+follower's answers come back in order). Posts are pipelined: up to `MAX_POSTS_IN_FLIGHT`
+go out without waiting for the answers before them, which a second task per connection
+reads in order; a peer busy with its fsync or apply then delays no later append (with one
+post at a time, an append waited for the answer to the previous one: 4 ms of a 3-member
+round trip under load). Receiving: the member's peer listener routes `POST /raft` here; the
+answer is `204` once the batch is stepped, `400`/`412` for a batch this member cannot take.
+`GET /members` answers the membership, for a joining member.
 
 Rules:
 - Best effort, as Raft expects of its network: a message to a peer that is down, slow or
-  refusing is dropped (the connection is closed and reopened on the next batch). Raft
-  retries on its own (heartbeats, probes, MsgApp resends), so the transport never retries.
+  refusing is dropped (the connection is closed and reopened for the next batch). Raft
+  retries on its own (heartbeats, probes, MsgApp resends). The one resend here: the
+  unanswered posts of a connection that failed go once more on a new one (it may have been
+  a kept-alive connection the peer closed while idle, which says nothing of the peer, and a
+  lost batch can hold a forwarded proposal that would wait an election timeout).
 - A queue per peer is bounded (`MAX_QUEUED_MSGS`); when it is full new messages are dropped,
   so a dead peer costs bounded memory.
 - A dropped or failed `MsgSnap` is reported to the core (`report_snapshot(to, False)`) so the
   leader probes again instead of waiting forever; a delivered one is reported as done.
 - The transport never sends before the driver hands it messages, and the driver hands them
-  over only after persisting (the Raft driver contract); enqueueing is that hand-over.
+  over only when the Raft driver contract allows (after persisting, but for an async
+  leader's appends); enqueueing is that hand-over.
 
 Must not: decide anything about Raft, block the event loop, or raise into the driver.
 """
@@ -25,6 +33,7 @@ Must not: decide anything about Raft, block the event loop, or raise into the dr
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import ssl
 from collections.abc import Callable
@@ -38,6 +47,10 @@ from dockyard.store.cluster.codec import CONTENT_TYPE, Batch, CodecError, decode
 _log = logging.getLogger(__name__)
 
 MAX_QUEUED_MSGS = 4096
+# Unanswered posts per peer connection (HTTP/1.1 pipelining); the peer answers in order.
+MAX_POSTS_IN_FLIGHT = 16
+# Bytes written to a peer's socket and not yet taken by the kernel before posting waits.
+MAX_UNSENT_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 1.0
@@ -65,6 +78,23 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+@dataclass(eq=False)
+class _Posted:
+    batch: list[Message]
+    started: float  # loop time
+    retried: bool  # a second try: dropped if it fails again
+
+
+@dataclass(eq=False)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    in_flight: collections.deque[_Posted] = field(default_factory=collections.deque)
+    posted: asyncio.Event = field(default_factory=asyncio.Event)
+    reader_task: asyncio.Task[None] | None = None
+    closed: bool = False
+
+
 class _Peer:
     def __init__(self, transport: Transport, peer_id: int, url: str) -> None:
         self.transport = transport
@@ -75,8 +105,8 @@ class _Peer:
         self.queue: list[Message] = []
         self.wakeup = asyncio.Event()
         self.stats = PeerStats()
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.retry: list[Message] = []  # from a failed connection's posts, sent once more
+        self.conn: _Connection | None = None
         self.task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
         self.was_reachable = True
@@ -133,111 +163,199 @@ class _Peer:
             writer.close()
 
     def enqueue(self, m: Message) -> None:
+        """Queue `m`; `flush` posts the queue."""
         if len(self.queue) >= MAX_QUEUED_MSGS:
             self.transport.dropped(m)
             return
         self.queue.append(m)
-        self.wakeup.set()
+
+    def flush(self) -> None:
+        """Post what is queued now, on the open connection if it has room (so a Ready's
+        messages are on the wire before the driver goes on to apply); otherwise the sender
+        task connects, or waits for room, and posts."""
+        if not self._post_queued():
+            self.wakeup.set()
+
+    def _post_queued(self) -> bool:
+        """Post the queue on the open connection, within the window; whether all went."""
+        conn = self.conn
+        if conn is None or conn.closed:
+            return False
+        loop = asyncio.get_running_loop()
+        while self.retry or self.queue:
+            if len(conn.in_flight) >= MAX_POSTS_IN_FLIGHT:
+                return False  # `_read_answers` wakes the sender when an answer makes room
+            if conn.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                return False  # the sender drains first
+            retried = bool(self.retry)
+            if retried:
+                batch, self.retry = self.retry, []
+            else:
+                batch, self.queue = self.queue, []
+            body = encode_batch(
+                Batch(self.transport.cluster_id, self.transport.member_id, tuple(batch))
+            )
+            head = (
+                f"POST /raft HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            conn.in_flight.append(_Posted(batch, loop.time(), retried))
+            conn.posted.set()
+            conn.writer.write(head + body)
+        return True
 
     async def run(self) -> None:
+        """The sender task: opens the connection, waits for room in the window or in the
+        socket's buffer, and posts. Posts are pipelined: up to MAX_POSTS_IN_FLIGHT
+        unanswered on the connection (the peer answers in order, `_read_answers` reads the
+        answers), so a peer busy with its fsync or its apply holds up no later append."""
         while not self.transport.closed:
             await self.wakeup.wait()
             self.wakeup.clear()
-            batch, self.queue = self.queue, []
-            if not batch:
+            if not (self.retry or self.queue):
                 continue
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that races the inner call's completion, and a stop would then hang.
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    await self._post_retrying(batch)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
-                self._close()
-                self._reached(False)
-                if isinstance(e, _ConnectFailed):
-                    # Not a reused keep-alive connection the peer closed meanwhile (that
-                    # races with any HTTP server's idle close and says nothing of the peer).
-                    self.transport.unreachable(self.peer_id)
-                self.stats.fail += 1
-                if self.was_reachable:
-                    _log.warning("peer %x unreachable: %r", self.peer_id, e)
-                    self.was_reachable = False
-                for m in batch:
-                    self.transport.dropped(m)
-                continue
-            if not self.was_reachable:
-                _log.info("peer %x reachable again", self.peer_id)
-                self.was_reachable = True
-            self._reached(True)
-            self.stats.success += 1
-            latencies = self.stats.latencies_s
-            latencies.append(loop.time() - started)
-            del latencies[:-100]  # a limit on everything: the last 100 round trips
-            for m in batch:
-                if m.kind is MessageKind.SNAP:
-                    self.transport.report_snapshot(m.to, True)
+            conn = self.conn
+            if conn is None:
+                try:
+                    conn = await self._connect()
+                except _ConnectFailed as error:
+                    self._drop_all(error)
+                    continue
+            self._post_queued()
+            if conn.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                try:
+                    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                        await conn.writer.drain()
+                except (OSError, TimeoutError) as error:
+                    self._connection_failed(conn, error)
+                    continue
+                self.wakeup.set()  # room again: post the rest
 
-    async def _post_retrying(self, batch: list[Message]) -> None:
-        """Post on the kept-alive connection; if that connection turns out dead (the peer
-        closed it while it sat idle, or the peer restarted), post once more on a new one
-        before giving the batch up: a dropped batch can hold a forwarded proposal, which
-        would wait an election timeout to be proposed again. Raft tolerates the rare
-        duplicate delivery this allows."""
-        reused = self.writer is not None and not self.writer.is_closing()
+    async def _connect(self) -> _Connection:
         try:
-            await self._post(batch)
-        except (OSError, asyncio.IncompleteReadError) as error:
-            if not reused or isinstance(error, _ConnectFailed):
-                raise
-            self._close()
-            await self._post(batch)
-
-    async def _post(self, batch: list[Message]) -> None:
-        if self.writer is None or self.writer.is_closing():
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    self.reader, self.writer = await self.connect()
-            except (OSError, TimeoutError) as error:
-                raise _ConnectFailed(str(error) or type(error).__name__) from error
-        reader, writer = self.reader, self.writer
-        assert reader is not None and writer is not None
-        body = encode_batch(
-            Batch(self.transport.cluster_id, self.transport.member_id, tuple(batch))
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reader, writer = await self.connect()
+        except (OSError, TimeoutError) as error:
+            raise _ConnectFailed(str(error) or type(error).__name__) from error
+        conn = _Connection(reader, writer)
+        conn.reader_task = asyncio.create_task(
+            self._read_answers(conn), name=f"raft-peer-answers-{self.peer_id:x}"
         )
-        head = (
-            f"POST /raft HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        writer.write(head + body)
-        await writer.drain()
-        header = await reader.readuntil(b"\r\n\r\n")
-        if len(header) > MAX_RESPONSE_HEADER_BYTES:
-            raise ValueError("response header too large")
-        lines = header.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length = 0
-        keep_alive = True
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value.strip())
-            elif name == "connection" and value.strip().lower() == "close":
-                keep_alive = False
-        answer = await reader.readexactly(length) if length else b""
-        if not keep_alive:
-            self._close()
-        if status == 410:
-            self.transport.on_removed()
-        if status != 204:
-            raise ValueError(f"peer answered {status}: {answer[:200]!r}")
+        self.conn = conn
+        return conn
+
+    async def _read_answers(self, conn: _Connection) -> None:
+        """The answers to the posts on `conn`, in order; any failure ends the connection."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not conn.in_flight:
+                    conn.posted.clear()
+                    await conn.posted.wait()
+                    continue
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    status, keep_alive, answer = await _read_answer(conn.reader)
+                posted = conn.in_flight.popleft()
+                if status == 410:
+                    self.transport.on_removed()
+                if status != 204:
+                    raise ValueError(f"peer answered {status}: {answer[:200]!r}")
+                self._answered(posted, loop.time())
+                if not keep_alive:
+                    raise ConnectionResetError("the peer closed the connection")
+                self.wakeup.set()  # room in the window
+        except asyncio.CancelledError:
+            raise
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            self._connection_failed(conn, error)
+
+    def _answered(self, posted: _Posted, now: float) -> None:
+        if not self.was_reachable:
+            _log.info("peer %x reachable again", self.peer_id)
+            self.was_reachable = True
+        self._reached(True)
+        self.stats.success += 1
+        latencies = self.stats.latencies_s
+        latencies.append(now - posted.started)
+        del latencies[:-100]  # a limit on everything: the last 100 round trips
+        for m in posted.batch:
+            if m.kind is MessageKind.SNAP:
+                self.transport.report_snapshot(m.to, True)
+
+    def _connection_failed(self, conn: _Connection, error: BaseException) -> None:
+        """End `conn`. Its unanswered posts are sent once more on a new connection (it may
+        have been a kept-alive connection the peer closed while idle, which says nothing of
+        the peer, and a dropped batch can hold a forwarded proposal that would wait an
+        election timeout); posts that were already a second try are dropped, as Raft
+        expects of its network. Raft tolerates the duplicates this allows."""
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.writer.close()
+        if conn.reader_task is not None and conn.reader_task is not asyncio.current_task():
+            conn.reader_task.cancel()
+        if self.conn is conn:
+            self.conn = None
+        unanswered = list(conn.in_flight)
+        conn.in_flight.clear()
+        if not unanswered:
+            return  # an idle connection closed by the peer: nothing lost
+        again = [m for p in unanswered if not p.retried for m in p.batch]
+        for p in unanswered:
+            if p.retried:
+                self._dropped(p.batch)
+        if any(p.retried for p in unanswered):
+            self._failed(error)
+        self.retry = again + self.retry
+        self.wakeup.set()
+
+    def _drop_all(self, error: _ConnectFailed) -> None:
+        """No connection: refused or timed out, the only failures that say the peer is down."""
+        batch = self.retry + self.queue
+        self.retry, self.queue = [], []
+        self._dropped(batch)
+        self.transport.unreachable(self.peer_id)
+        self._failed(error)
+
+    def _dropped(self, batch: list[Message]) -> None:
+        for m in batch:
+            self.transport.dropped(m)
+
+    def _failed(self, error: BaseException) -> None:
+        self._reached(False)
+        self.stats.fail += 1
+        if self.was_reachable:
+            _log.warning("peer %x unreachable: %r", self.peer_id, error)
+            self.was_reachable = False
 
     def _close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.closed = True
+            conn.writer.close()
+            if conn.reader_task is not None:
+                conn.reader_task.cancel()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """One HTTP answer: status, whether the connection stays open, body."""
+    header = await reader.readuntil(b"\r\n\r\n")
+    if len(header) > MAX_RESPONSE_HEADER_BYTES:
+        raise ValueError("response header too large")
+    lines = header.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    keep_alive = True
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value.strip())
+        elif name == "connection" and value.strip().lower() == "close":
+            keep_alive = False
+    answer = await reader.readexactly(length) if length else b""
+    return status, keep_alive, answer
 
 
 class Transport:
@@ -337,12 +455,16 @@ class Transport:
             peer._close()
 
     def send(self, messages: tuple[Message, ...]) -> None:
+        touched: dict[int, _Peer] = {}
         for m in messages:
             peer = self._peers.get(m.to)
             if peer is None:
                 self.dropped(m)  # a member we do not know (yet): Raft will retry
             else:
                 peer.enqueue(m)
+                touched[m.to] = peer
+        for peer in touched.values():
+            peer.flush()
 
     def dropped(self, m: Message) -> None:
         if m.kind is MessageKind.SNAP:
