@@ -5,6 +5,7 @@ cluster snapshot's payload round-trips."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from dockyard.store.cluster.member import (
     from_snapshot_file,
     to_snapshot_file,
 )
-from dockyard.store.cluster.storage import FILE_NAME, PREALLOCATE_BYTES, TMP_SUFFIX, RaftStorage
+from dockyard.store.cluster.storage import (
+    FILE_NAME,
+    PREALLOCATE_BYTES,
+    TMP_SUFFIX,
+    RaftStorage,
+    SyncThread,
+)
 from dockyard.store.snapshot import decode_snapshot, encode_snapshot
 from dockyard.store.state import StoreState
 from dockyard.store.wal import WalCorruption
@@ -171,3 +178,50 @@ def test_a_cluster_snapshot_carries_the_state_the_dedup_table_and_the_voters() -
     assert restored.to_snapshot_bytes() == state.to_snapshot_bytes()
     assert {p: list(order) for p, (_, order) in restored_dedup.items()} == {7: [3, 1, 2]}
     assert set(restored_dedup[7][0]) == {1, 2, 3}
+
+
+def test_write_leaves_a_sync_owed_until_sync_and_save_pays_it(tmp_path: Path) -> None:
+    """An async leader's `write` (entries, or a new term or vote) owes an fdatasync; `sync`
+    pays it and names the durable point; a commit-only hard state owes none; `save` also
+    pays what an earlier `write` left owing."""
+    storage, _ = RaftStorage.open(tmp_path, 2)
+    assert not storage.dirty
+    assert storage.write(_entries(2, 4, 1), HardState(1, 1, 1))
+    assert storage.dirty
+    assert storage.sync() == (4, 1)
+    assert not storage.dirty
+    assert not storage.write([], HardState(1, 1, 3))  # only the commit index moved
+    assert not storage.dirty
+    assert not storage.changes_term_or_vote(HardState(1, 1, 4))
+    assert storage.changes_term_or_vote(HardState(2, 0, 4))
+    storage.write(_entries(5, 5, 1), None)
+    storage.save([], HardState(1, 1, 4))  # commit-only, but entry 5 is still owed
+    assert not storage.dirty
+    storage.close()
+    _, recovered = RaftStorage.open(tmp_path, 2)
+    assert recovered.entries == tuple(_entries(2, 5, 1))
+    assert recovered.hard_state == HardState(1, 1, 4)
+
+
+def test_the_sync_thread_reports_the_durable_point_on_the_loop(tmp_path: Path) -> None:
+    storage, _ = RaftStorage.open(tmp_path, 2)
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        synced: asyncio.Future[tuple[int, int]] = loop.create_future()
+        thread = SyncThread(
+            storage,
+            loop.call_soon_threadsafe,
+            lambda index, term: synced.set_result((index, term)),
+            lambda reason: synced.set_exception(AssertionError(reason)),
+        )
+        try:
+            storage.write(_entries(2, 9, 3), None)
+            thread.request()
+            return await asyncio.wait_for(synced, 10)
+        finally:
+            thread.close()
+
+    assert asyncio.run(main()) == (9, 3)
+    assert not storage.dirty
+    storage.close()

@@ -51,10 +51,13 @@ Rules:
 - Snapshots (`_maybe_snapshot`): every `--snapshot-count` applied entries the member writes
   its applied `StoreState` and the dedup table (`_applied_sequences`, which must travel with
   the state it describes) as a snapshot file (`store.snapshot`'s format, in member/snap;
-  the payload is `encode_payload`), durably, then compacts the core and the raft log to
-  its *previous* snapshot, so the entries between the two (at least `catch_up_entries`, as
-  etcd keeps 5,000) stay for followers that lag a little. The snapshot the core holds
-  (the compaction point) is the one a follower behind it gets in MsgSnap.
+  the payload is `encode_payload`), durably, from a forked child that sees the state as it
+  was at the fork (copy-on-write), so the loop goes on meanwhile; once the child has
+  exited with the file saved (`_snapshot_child_exited`), the member compacts the core and
+  the raft log to its *previous* snapshot, so the entries between the two (at least
+  `catch_up_entries`, as etcd keeps 5,000) stay for followers that lag a little. The
+  snapshot the core holds (the compaction point) is the one a follower behind it gets in
+  MsgSnap.
 - A snapshot in a Ready (a MsgSnap from the leader) is written durably first, the raft log
   is rewritten empty after it, then the state and the dedup table are replaced by its
   contents, before anything else of that Ready is done.
@@ -87,13 +90,15 @@ import json
 import logging
 import os
 import random
+import signal
 import ssl
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -129,7 +134,13 @@ from dockyard.store.node import (
     member_id_for,
 )
 from dockyard.store.snapshot import Snapshot as SnapshotFile
-from dockyard.store.snapshot import load_latest_snapshot, save_snapshot
+from dockyard.store.snapshot import (
+    SnapshotError,
+    decode_snapshot,
+    load_latest_snapshot,
+    save_snapshot,
+    snapshot_name,
+)
 from dockyard.store.state import StoreState
 from dockyard.store.tree import ApplyResult, Event, Watcher
 from dockyard.store.wal import WalError
@@ -143,6 +154,8 @@ BOOTSTRAP_TERM = 1
 REQUEST_TIMEOUT_BASE_MS = 5_000  # etcd: 5 s + 2 x election timeout before "request timed out"
 TIMED_OUT = "etcdserver: request timed out"
 DEDUP_WINDOW = 100_000  # applied proposals remembered per member, to drop repeats
+# How long a stopping member waits for a snapshot being saved before it kills the saver.
+SNAPSHOT_STOP_WAIT_S = 10.0
 SNAPSHOT_COUNT = 100_000  # applied entries between snapshots (etcd 3.4's --snapshot-count)
 # Entries kept behind the compaction point for followers that lag a little (etcd's
 # SnapshotCatchUpEntries); at most --snapshot-count of them, see `_maybe_snapshot`.
@@ -219,6 +232,22 @@ def bootstrap_state(members: dict[int, InitialMember]) -> StoreState:
 _DedupTable = dict[int, tuple[dict[int, None], deque[int]]]
 
 
+def _snapshot_child_main(save: Callable[[SnapshotMeta], bytes], meta: SnapshotMeta) -> NoReturn:
+    """The forked snapshot saver: the parent's memory as it was at the fork, one job, then
+    `os._exit` (no atexit handlers, no flushing of the parent's buffers, no event loop)."""
+    code = 1
+    try:
+        # A signal meant for the member must not reach the parent's loop through the
+        # wakeup fd both share; the default action is right for the saver.
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        save(meta)
+        code = 0
+    finally:
+        os._exit(code)
+
+
 def encode_payload(state: StoreState, dedup: _DedupTable) -> bytes:
     """A cluster snapshot's data: `len u32 | JSON {"dedup": {proposer: [sequence, ...]}} |
     StoreState.to_snapshot_bytes()`; sequences oldest first, so the window trims alike."""
@@ -287,6 +316,8 @@ class ClusterMember(WatchingMember):
         self.raft: RaftNode | None = None
         self._storage: RaftStorage | None = None
         self._sync_thread: SyncThread | None = None  # the leader's fdatasync
+        # The forked process saving a snapshot: (pid, pidfd, what it saves), or None.
+        self._snapshot_child: tuple[int, int, SnapshotMeta] | None = None
         self._transport: Transport | None = None
         self._peer_server: HttpServer | None = None
         self._proposals: dict[int, _Proposal] = {}
@@ -588,6 +619,7 @@ class ClusterMember(WatchingMember):
             except TimeoutError:
                 _log.warning("member %x: peer listener did not close within 3 s", self.member_id)
         _log.info("member %x: stopped", self.member_id)
+        await self._await_snapshot_child()
         if self._sync_thread is not None:
             self._sync_thread.close()
         if self._storage is not None:
@@ -595,6 +627,26 @@ class ClusterMember(WatchingMember):
         for p in self._proposals.values():
             if not p.future.done():
                 p.future.set_exception(RaftInternalError("etcdserver: server stopped"))
+
+    async def _await_snapshot_child(self) -> None:
+        """At stop: let a snapshot being saved finish (bounded), so its file is complete."""
+        child = self._snapshot_child
+        if child is None:
+            return
+        pid, pidfd, _meta = child
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        loop.remove_reader(pidfd)
+        loop.add_reader(pidfd, lambda: None if done.done() else done.set_result(None))
+        try:
+            async with asyncio.timeout(SNAPSHOT_STOP_WAIT_S):
+                await done
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)  # its .tmp is never trusted (store.snapshot)
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        os.waitpid(pid, 0)
+        self._snapshot_child = None
 
     async def _hand_over_leadership(self) -> None:
         """A leader that stops cleanly hands leadership to its most caught-up follower
@@ -1001,12 +1053,16 @@ class ClusterMember(WatchingMember):
         self._release_reads()
 
     def _maybe_snapshot(self) -> None:
-        """Every --snapshot-count applied entries: save a snapshot of the applied state,
-        then compact the core and the raft log to the previous one (see the module
-        docstring); both only after the new snapshot is durable."""
+        """Every --snapshot-count applied entries: save a snapshot of the applied state in a
+        forked child, then (`_snapshot_saved`) compact the core and the raft log to the
+        previous one (see the module docstring); both only after the new snapshot is
+        durable. The child encodes a copy-on-write image of the state as it is now, so the
+        loop does not stop for the encoding (0.3 s at 140,000 keys, on every member at the
+        same index); one snapshot at a time."""
         raft = self.raft
-        storage = self._storage
-        assert raft is not None and storage is not None
+        assert raft is not None
+        if self._snapshot_child is not None:
+            return
         applied = self.state.applied_index
         last = self._snapshot.meta.index if self._snapshot is not None else BOOTSTRAP_INDEX
         if applied - last < self.config.snapshot_count:
@@ -1014,15 +1070,67 @@ class ClusterMember(WatchingMember):
         term = raft.log.term(applied)
         if term is None:
             return  # not in the log (just restored from a snapshot): nothing to take
-        snapshot = Snapshot(
-            SnapshotMeta(applied, term, tuple(sorted(raft.voters))),
-            encode_payload(self.state, self._applied_sequences),
-        )
-        save_snapshot(self.snap_dir, to_snapshot_file(snapshot))
+        meta = SnapshotMeta(applied, term, tuple(sorted(raft.voters)))
+        try:
+            pid = os.fork()
+        except OSError as error:
+            _log.warning(
+                "member %x: cannot fork for a snapshot (%s); saving inline", self.member_id, error
+            )
+            self._snapshot_saved(Snapshot(meta, self._save_snapshot(meta)))
+            return
+        if pid == 0:
+            _snapshot_child_main(self._save_snapshot, meta)
+        pidfd = os.pidfd_open(pid)
+        self._snapshot_child = (pid, pidfd, meta)
+        asyncio.get_running_loop().add_reader(pidfd, self._snapshot_child_exited)
+
+    def _save_snapshot(self, meta: SnapshotMeta) -> bytes:
+        """Encode and durably save the applied state as the snapshot `meta` names."""
+        payload = encode_payload(self.state, self._applied_sequences)
+        save_snapshot(self.snap_dir, to_snapshot_file(Snapshot(meta, payload)))
+        return payload
+
+    def _snapshot_child_exited(self) -> None:
+        assert self._snapshot_child is not None
+        pid, pidfd, meta = self._snapshot_child
+        self._snapshot_child = None
+        asyncio.get_running_loop().remove_reader(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if self.raft is None or self._failed is not None:
+            return
+        if os.waitstatus_to_exitcode(status) != 0:
+            self._fail(
+                f"etcdserver: snapshot at {meta.index} failed (the snapshot process "
+                f"ended with status {os.waitstatus_to_exitcode(status)})"
+            )
+            return
+        path = self.snap_dir / snapshot_name(meta.term, meta.index)
+        try:
+            snapshot = from_snapshot_file(decode_snapshot(path.read_bytes()))
+        except (OSError, SnapshotError) as error:
+            self._fail(f"etcdserver: snapshot at {meta.index} unreadable after saving: {error}")
+            return
+        try:
+            self._snapshot_saved(snapshot)
+        except (WalError, OSError) as error:
+            self._fail(f"etcdserver: snapshot failed: {error}")
+
+    def _snapshot_saved(self, snapshot: Snapshot) -> None:
+        """`snapshot` is durable: compact to the previous one, keeping the catch-up tail."""
+        raft = self.raft
+        storage = self._storage
+        assert raft is not None and storage is not None
+        if self._snapshot is not None and self._snapshot.meta.index >= snapshot.meta.index:
+            return  # a leader's newer snapshot was installed meanwhile
         previous = self._snapshot
         self._snapshot = snapshot
+        applied = snapshot.meta.index
         if previous is None or previous.meta.index > applied - self.catch_up_entries:
             return
+        if previous.meta.index <= raft.log.snapshot.meta.index:
+            return  # the core is already compacted that far
         raft.compact(previous)
         storage.rewrite(previous.meta.index + 1, raft.log.all_entries())
         _log.info(
