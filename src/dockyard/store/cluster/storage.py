@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -334,23 +335,30 @@ class SyncThread:
         self._call_soon_threadsafe = call_soon_threadsafe
         self._on_synced = on_synced
         self._on_failed = on_failed
-        self._wanted = threading.Event()
+        # A wake-up token: a C queue's put is far cheaper on the loop than Event.set (a
+        # Condition and notify_all; 3% of a busy leader's loop). `_requested` keeps at most
+        # one token queued: the thread clears it before it reads what to sync, so a write
+        # made after that read queues a new token and gets a sync of its own.
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._requested = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="raft-log-sync", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
-        self._wanted.set()
+        if not self._requested:
+            self._requested = True
+            self._tokens.put(None)
 
     def close(self) -> None:
         self._stopping = True
-        self._wanted.set()
+        self._tokens.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         while True:
-            self._wanted.wait()
-            self._wanted.clear()
+            self._tokens.get()
+            self._requested = False
             if self._stopping:
                 return
             try:

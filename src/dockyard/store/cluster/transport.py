@@ -1,24 +1,26 @@
 """Peer transport: Raft messages between members over HTTP on the members' peer URLs.
 
 Role: deliver the messages of a `Ready` to their members, and hand the batches other members
-send us to the driver. Sending: `POST /raft` with a batch (`codec.encode_batch`) on one
-keep-alive HTTP/1.1 connection per peer, written by one task per peer that takes everything
-queued for that peer since its last post (so a busy leader sends few, large requests and a
-follower's answers come back in order). Posts are pipelined: up to `MAX_POSTS_IN_FLIGHT`
-go out without waiting for the answers before them, which a second task per connection
-reads in order; a peer busy with its fsync or apply then delays no later append (with one
-post at a time, an append waited for the answer to the previous one: 4 ms of a 3-member
-round trip under load). Receiving: the member's peer listener routes `POST /raft` here; the
-answer is `204` once the batch is stepped, `400`/`412` for a batch this member cannot take.
-`GET /members` answers the membership, for a joining member.
+send us to the driver. Sending: one long-lived stream per peer, as etcd's rafthttp streams:
+`POST /raft/stream` with `Upgrade: dockyard-raft` (and the cluster ID and sender in
+headers), answered `101`, then frames `length u32 | batch` (`codec.encode_batch`) one way.
+Everything queued for the peer since the last frame goes in the next frame, written while
+the driver hands the Ready over (so a Ready's messages are on the wire before it applies);
+a task per peer opens the stream and waits when the socket's buffer is full. The peer never
+answers a frame: per message, a post and its answer cost each side two sends and an HTTP
+parse, most of a busy leader's peer work; the receiver writes on the stream only
+`STREAM_REMOVED` before closing it, to tell a removed member so. `MsgSnap` goes in a post
+of its own (`POST /raft`, answered `204`), since the core waits to hear that it arrived.
+Receiving: the peer listener routes both here; the batches of one read are stepped, then
+the driver handles what they made ready (`on_batch`) before the next read. `GET
+/members` answers the membership, for a joining member; `GET /probe` says the member runs.
 
 Rules:
 - Best effort, as Raft expects of its network: a message to a peer that is down, slow or
-  refusing is dropped (the connection is closed and reopened for the next batch). Raft
-  retries on its own (heartbeats, probes, MsgApp resends). The one resend here: the
-  unanswered posts of a connection that failed go once more on a new one (it may have been
-  a kept-alive connection the peer closed while idle, which says nothing of the peer, and a
-  lost batch can hold a forwarded proposal that would wait an election timeout).
+  refusing is dropped, and what was written on a stream that then broke may be lost. Raft
+  retries on its own (heartbeats, probes, MsgApp resends) and the driver proposes again
+  what a lost MsgProp held (at a leader change, or an election timeout later), so the
+  transport never resends.
 - A queue per peer is bounded (`MAX_QUEUED_MSGS`); when it is full new messages are dropped,
   so a dead peer costs bounded memory.
 - A dropped or failed `MsgSnap` is reported to the core (`report_snapshot(to, False)`) so the
@@ -26,6 +28,8 @@ Rules:
 - The transport never sends before the driver hands it messages, and the driver hands them
   over only when the Raft driver contract allows (after persisting, but for an async
   leader's appends); enqueueing is that hand-over.
+- A stream from another cluster is refused (412) before it starts; a frame that does not
+  decode ends the stream.
 
 Must not: decide anything about Raft, block the event loop, or raise into the driver.
 """
@@ -33,24 +37,31 @@ Must not: decide anything about Raft, block the event loop, or raise into the dr
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import ssl
-from collections.abc import Callable
+import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from dockyard.http.types import Request, Response
+from dockyard.http.types import HijackedStream, HijackResponse, Request, Response
 from dockyard.raft.messages import Message, MessageKind
 from dockyard.store.cluster.codec import CONTENT_TYPE, Batch, CodecError, decode_batch, encode_batch
 
 _log = logging.getLogger(__name__)
 
 MAX_QUEUED_MSGS = 4096
-# Unanswered posts per peer connection (HTTP/1.1 pipelining); the peer answers in order.
-MAX_POSTS_IN_FLIGHT = 16
-# Bytes written to a peer's socket and not yet taken by the kernel before posting waits.
+# Bytes written to a peer's stream and not yet taken by the kernel before sending waits.
 MAX_UNSENT_BYTES = 1 << 20
+# The stream: `POST /raft/stream` with `Upgrade`, answered 101, then frames of
+# `length u32 | batch` one way; the receiver writes nothing but STREAM_REMOVED.
+STREAM_PATH = "/raft/stream"
+STREAM_PROTOCOL = "dockyard-raft"
+STREAM_REMOVED = b"R"
+_FRAME = struct.Struct(">I")
+MAX_FRAME_BYTES = 256 << 20  # far above a batch (max_msg_bytes per append)
+STREAM_READ_BYTES = 1 << 18
+SNAPSHOT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 PROBE_INTERVAL_S = 1.0
@@ -79,19 +90,12 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 @dataclass(eq=False)
-class _Posted:
-    batch: list[Message]
-    started: float  # loop time
-    retried: bool  # a second try: dropped if it fails again
+class _Stream:
+    """An open one-way stream to a peer: framed batches, no answers (see the module doc)."""
 
-
-@dataclass(eq=False)
-class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    in_flight: collections.deque[_Posted] = field(default_factory=collections.deque)
-    posted: asyncio.Event = field(default_factory=asyncio.Event)
-    reader_task: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None  # reads the peer's only word: "removed", or EOF
     closed: bool = False
 
 
@@ -105,8 +109,8 @@ class _Peer:
         self.queue: list[Message] = []
         self.wakeup = asyncio.Event()
         self.stats = PeerStats()
-        self.retry: list[Message] = []  # from a failed connection's posts, sent once more
-        self.conn: _Connection | None = None
+        self.stream: _Stream | None = None
+        self.snapshot_tasks: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
         self.was_reachable = True
@@ -155,171 +159,193 @@ class _Peer:
                     "Connection: close\r\n\r\n".encode()
                 )
                 await writer.drain()
+                started = asyncio.get_running_loop().time()
                 status_line = await reader.readline()
-            self._reached(status_line.split(b" ")[1:2] == [b"204"])
+            ok = status_line.split(b" ")[1:2] == [b"204"]
+            self._reached(ok)
+            if ok:
+                # A round trip to the peer: what /v2/stats/leader reports as its latency.
+                latencies = self.stats.latencies_s
+                latencies.append(asyncio.get_running_loop().time() - started)
+                del latencies[:-100]  # a limit on everything: the last 100 round trips
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             self._reached(False)
         finally:
             writer.close()
 
     def enqueue(self, m: Message) -> None:
-        """Queue `m`; `flush` posts the queue."""
+        """Queue `m`; `flush` sends the queue."""
         if len(self.queue) >= MAX_QUEUED_MSGS:
             self.transport.dropped(m)
             return
         self.queue.append(m)
 
     def flush(self) -> None:
-        """Post what is queued now, on the open connection if it has room (so a Ready's
-        messages are on the wire before the driver goes on to apply); otherwise the sender
-        task connects, or waits for room, and posts."""
-        if not self._post_queued():
+        """Send what is queued now on the open stream (so a Ready's messages are on the
+        wire before the driver goes on to apply); otherwise the sender task connects, or
+        waits for the socket's buffer to drain, and sends."""
+        if not self._send_queued():
             self.wakeup.set()
 
-    def _post_queued(self) -> bool:
-        """Post the queue on the open connection, within the window; whether all went."""
-        conn = self.conn
-        if conn is None or conn.closed:
-            return False
-        loop = asyncio.get_running_loop()
-        while self.retry or self.queue:
-            if len(conn.in_flight) >= MAX_POSTS_IN_FLIGHT:
-                return False  # `_read_answers` wakes the sender when an answer makes room
-            if conn.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
-                return False  # the sender drains first
-            retried = bool(self.retry)
-            if retried:
-                batch, self.retry = self.retry, []
-            else:
-                batch, self.queue = self.queue, []
+    def _send_queued(self) -> bool:
+        """Frame the queue onto the open stream; whether it all went."""
+        stream = self.stream
+        if stream is None or stream.closed or not self.queue:
+            return not self.queue
+        if stream.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            return False  # the sender drains first
+        batch, self.queue = self.queue, []
+        snapshots = [m for m in batch if m.kind is MessageKind.SNAP]
+        if snapshots:
+            # A snapshot needs to know it arrived (the core waits for the report): it goes
+            # in a post of its own, answered.
+            batch = [m for m in batch if m.kind is not MessageKind.SNAP]
+            for m in snapshots:
+                task = asyncio.create_task(self._post_snapshot(m))
+                self.snapshot_tasks.add(task)
+                task.add_done_callback(self.snapshot_tasks.discard)
+        if batch:
             body = encode_batch(
                 Batch(self.transport.cluster_id, self.transport.member_id, tuple(batch))
             )
-            head = (
-                f"POST /raft HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            conn.in_flight.append(_Posted(batch, loop.time(), retried))
-            conn.posted.set()
-            conn.writer.write(head + body)
+            stream.writer.write(_FRAME.pack(len(body)) + body)
+            self.stats.success += 1
         return True
 
     async def run(self) -> None:
-        """The sender task: opens the connection, waits for room in the window or in the
-        socket's buffer, and posts. Posts are pipelined: up to MAX_POSTS_IN_FLIGHT
-        unanswered on the connection (the peer answers in order, `_read_answers` reads the
-        answers), so a peer busy with its fsync or its apply holds up no later append."""
+        """The sender task: opens the stream and, when the socket's buffer is full, waits
+        for it to drain before sending more."""
         while not self.transport.closed:
             await self.wakeup.wait()
             self.wakeup.clear()
-            if not (self.retry or self.queue):
+            if not self.queue:
                 continue
-            conn = self.conn
-            if conn is None:
+            stream = self.stream
+            if stream is None:
                 try:
-                    conn = await self._connect()
+                    stream = await self._open_stream()
                 except _ConnectFailed as error:
                     self._drop_all(error)
                     continue
-            self._post_queued()
-            if conn.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as error:
+                    self._drop_all(error, down=False)
+                    continue
+            self._send_queued()
+            if stream.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
                 try:
                     async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                        await conn.writer.drain()
+                        await stream.writer.drain()
                 except (OSError, TimeoutError) as error:
-                    self._connection_failed(conn, error)
+                    self._stream_failed(stream, error)
                     continue
-                self.wakeup.set()  # room again: post the rest
+                self.wakeup.set()  # room again: send the rest
 
-    async def _connect(self) -> _Connection:
+    async def _open_stream(self) -> _Stream:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 reader, writer = await self.connect()
         except (OSError, TimeoutError) as error:
             raise _ConnectFailed(str(error) or type(error).__name__) from error
-        conn = _Connection(reader, writer)
-        conn.reader_task = asyncio.create_task(
-            self._read_answers(conn), name=f"raft-peer-answers-{self.peer_id:x}"
-        )
-        self.conn = conn
-        return conn
-
-    async def _read_answers(self, conn: _Connection) -> None:
-        """The answers to the posts on `conn`, in order; any failure ends the connection."""
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                if not conn.in_flight:
-                    conn.posted.clear()
-                    await conn.posted.wait()
-                    continue
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    status, keep_alive, answer = await _read_answer(conn.reader)
-                posted = conn.in_flight.popleft()
-                if status == 410:
-                    self.transport.on_removed()
-                if status != 204:
-                    raise ValueError(f"peer answered {status}: {answer[:200]!r}")
-                self._answered(posted, loop.time())
-                if not keep_alive:
-                    raise ConnectionResetError("the peer closed the connection")
-                self.wakeup.set()  # room in the window
-        except asyncio.CancelledError:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                writer.write(
+                    f"POST {STREAM_PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"Upgrade: {STREAM_PROTOCOL}\r\nConnection: Upgrade\r\n"
+                    f"X-Etcd-Cluster-Id: {self.transport.cluster_id:x}\r\n"
+                    f"X-Server-From: {self.transport.member_id:x}\r\n"
+                    "Content-Length: 0\r\n\r\n".encode()
+                )
+                header = await reader.readuntil(b"\r\n\r\n")
+            status = int(header.split(b" ", 2)[1])
+        except BaseException:
+            writer.close()
             raise
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
-            self._connection_failed(conn, error)
-
-    def _answered(self, posted: _Posted, now: float) -> None:
+        if status != 101:
+            writer.close()
+            if status == 410:
+                self.transport.on_removed()
+            raise ValueError(f"peer refused the stream with {status}")
+        stream = _Stream(reader, writer)
+        stream.watcher = asyncio.create_task(
+            self._watch(stream), name=f"raft-stream-{self.peer_id:x}"
+        )
+        self.stream = stream
         if not self.was_reachable:
             _log.info("peer %x reachable again", self.peer_id)
             self.was_reachable = True
         self._reached(True)
-        self.stats.success += 1
-        latencies = self.stats.latencies_s
-        latencies.append(now - posted.started)
-        del latencies[:-100]  # a limit on everything: the last 100 round trips
-        for m in posted.batch:
-            if m.kind is MessageKind.SNAP:
-                self.transport.report_snapshot(m.to, True)
+        return stream
 
-    def _connection_failed(self, conn: _Connection, error: BaseException) -> None:
-        """End `conn`. Its unanswered posts are sent once more on a new connection (it may
-        have been a kept-alive connection the peer closed while idle, which says nothing of
-        the peer, and a dropped batch can hold a forwarded proposal that would wait an
-        election timeout); posts that were already a second try are dropped, as Raft
-        expects of its network. Raft tolerates the duplicates this allows."""
-        if conn.closed:
+    async def _watch(self, stream: _Stream) -> None:
+        """The peer never writes on the stream but to say this member was removed; EOF or
+        an error ends the stream (it is reopened for the next message)."""
+        try:
+            word = await stream.reader.read(1)
+        except asyncio.CancelledError:
+            raise
+        except OSError as error:
+            self._stream_failed(stream, error)
             return
-        conn.closed = True
-        conn.writer.close()
-        if conn.reader_task is not None and conn.reader_task is not asyncio.current_task():
-            conn.reader_task.cancel()
-        if self.conn is conn:
-            self.conn = None
-        unanswered = list(conn.in_flight)
-        conn.in_flight.clear()
-        if not unanswered:
-            return  # an idle connection closed by the peer: nothing lost
-        again = [m for p in unanswered if not p.retried for m in p.batch]
-        for p in unanswered:
-            if p.retried:
-                self._dropped(p.batch)
-        if any(p.retried for p in unanswered):
-            self._failed(error)
-        self.retry = again + self.retry
-        self.wakeup.set()
+        if word == STREAM_REMOVED:
+            self.transport.on_removed()
+        self._stream_failed(stream, ConnectionResetError("the peer closed the stream"))
 
-    def _drop_all(self, error: _ConnectFailed) -> None:
-        """No connection: refused or timed out, the only failures that say the peer is down."""
-        batch = self.retry + self.queue
-        self.retry, self.queue = [], []
-        self._dropped(batch)
-        self.transport.unreachable(self.peer_id)
+    async def _post_snapshot(self, m: Message) -> None:
+        """MsgSnap in a post of its own on a fresh connection; its answer is the report."""
+        ok = False
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
+                reader, writer = await self.connect()
+                try:
+                    body = encode_batch(
+                        Batch(self.transport.cluster_id, self.transport.member_id, (m,))
+                    )
+                    writer.write(
+                        (
+                            f"POST /raft HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                            f"Content-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
+                            "Connection: close\r\n\r\n"
+                        ).encode()
+                        + body
+                    )
+                    status, _keep_alive, answer = await _read_answer(reader)
+                finally:
+                    writer.close()
+            if status == 410:
+                self.transport.on_removed()
+            ok = status == 204
+            if not ok:
+                _log.warning(
+                    "peer %x refused a snapshot: %d %r", self.peer_id, status, answer[:200]
+                )
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as error:
+            _log.warning("peer %x: snapshot not delivered: %r", self.peer_id, error)
+        self.transport.report_snapshot(m.to, ok)
+
+    def _stream_failed(self, stream: _Stream, error: BaseException) -> None:
+        """End `stream`: what was written on it may be lost, as Raft expects of its network
+        (it resends appends; the driver proposes again what a lost MsgProp held)."""
+        if stream.closed:
+            return
+        stream.closed = True
+        stream.writer.close()
+        if stream.watcher is not None and stream.watcher is not asyncio.current_task():
+            stream.watcher.cancel()
+        if self.stream is stream:
+            self.stream = None
         self._failed(error)
+        if self.queue:
+            self.wakeup.set()
 
-    def _dropped(self, batch: list[Message]) -> None:
+    def _drop_all(self, error: BaseException, down: bool = True) -> None:
+        """No stream: drop what is queued. `down`: the connection was refused or timed out,
+        the only failures that say the peer is down."""
+        batch, self.queue = self.queue, []
         for m in batch:
             self.transport.dropped(m)
+        if down:
+            self.transport.unreachable(self.peer_id)
+        self._failed(error)
 
     def _failed(self, error: BaseException) -> None:
         self._reached(False)
@@ -329,13 +355,15 @@ class _Peer:
             self.was_reachable = False
 
     def _close(self) -> None:
-        conn = self.conn
-        self.conn = None
-        if conn is not None:
-            conn.closed = True
-            conn.writer.close()
-            if conn.reader_task is not None:
-                conn.reader_task.cancel()
+        stream = self.stream
+        self.stream = None
+        if stream is not None:
+            stream.closed = True
+            stream.writer.close()
+            if stream.watcher is not None:
+                stream.watcher.cancel()
+        for task in list(self.snapshot_tasks):
+            task.cancel()
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
@@ -374,6 +402,7 @@ class Transport:
         on_removed: Callable[[], None] = lambda: None,
         on_unreachable: Callable[[int], None] = lambda _member: None,
         leader_probe_s: float = PROBE_INTERVAL_S,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
         self.member_id = member_id
         self.client_ssl = client_ssl
@@ -384,6 +413,7 @@ class Transport:
         self.leader: int | None = None  # set by the driver: probed every leader_probe_s
         self.cluster_id = cluster_id
         self._step = step
+        self._on_batch = on_batch  # after a received batch is stepped (the driver's Ready)
         self._report_snapshot = report_snapshot
         self._members_json = members_json
         self._peers = {pid: _Peer(self, pid, url) for pid, url in peers.items()}
@@ -479,7 +509,66 @@ class Transport:
 
     # --- receiving ------------------------------------------------------------------------
 
-    def handle(self, request: Request) -> Response:
+    def _accept_stream(self, request: Request) -> Response | HijackResponse:
+        if request.method != "POST":
+            return Response(405, b"Method Not Allowed\n", "text/plain; charset=utf-8")
+        cluster = request.headers.get("x-etcd-cluster-id", "")
+        if cluster != f"{self.cluster_id:x}":
+            _log.warning("refused a peer stream from cluster %r", cluster)
+            return Response(
+                412,
+                f"cluster ID mismatch: this member is in cluster {self.cluster_id:x}".encode(),
+                "text/plain; charset=utf-8",
+            )
+        sender = request.headers.get("x-server-from", "")
+        try:
+            if self._is_removed(int(sender, 16)):
+                return Response(410, REMOVED_MESSAGE.encode(), "text/plain; charset=utf-8")
+        except ValueError:
+            return Response(400, b"bad X-Server-From\n", "text/plain; charset=utf-8")
+        return HijackResponse(101, self._read_stream)
+
+    def _read_stream(self, stream: HijackedStream) -> Awaitable[None]:
+        return self._stream_reader(stream)
+
+    async def _stream_reader(self, stream: HijackedStream) -> None:
+        """Step every batch a peer's stream carries; the driver handles what a read made
+        ready once the read's batches are stepped (`on_batch`). Anything malformed ends the
+        stream (the peer reopens it)."""
+        buf = b""
+        while not self.closed:
+            data = await stream.read(STREAM_READ_BYTES)
+            if not data:
+                return
+            buf = buf + data if buf else data
+            offset = 0
+            stepped = False
+            while len(buf) - offset >= _FRAME.size:
+                (length,) = _FRAME.unpack_from(buf, offset)
+                if length > MAX_FRAME_BYTES:
+                    _log.warning("peer stream: a %d-byte frame; closing the stream", length)
+                    return
+                end = offset + _FRAME.size + length
+                if len(buf) < end:
+                    break
+                try:
+                    batch = decode_batch(buf[offset + _FRAME.size : end], self.cluster_id)
+                except CodecError as error:
+                    _log.warning("refused a peer batch: %s; closing the stream", error)
+                    return
+                offset = end
+                if self._is_removed(batch.sender):
+                    await stream.write(STREAM_REMOVED)
+                    return
+                for m in batch.messages:
+                    if m.to == self.member_id:
+                        self._step(m)
+                        stepped = True
+            buf = buf[offset:]
+            if stepped:
+                self._on_batch()
+
+    def handle(self, request: Request) -> Response | HijackResponse:
         """The peer listener's handler."""
         if request.raw_path == "/probe":
             return Response(204)
@@ -494,6 +583,8 @@ class Transport:
                 "application/json",
                 (("X-Etcd-Cluster-Id", f"{self.cluster_id:x}"),),
             )
+        if request.raw_path == STREAM_PATH:
+            return self._accept_stream(request)
         if request.raw_path != "/raft":
             return Response(404, b"404 page not found\n", "text/plain; charset=utf-8")
         if request.method != "POST":
@@ -511,4 +602,8 @@ class Transport:
         for m in batch.messages:
             if m.to == self.member_id:
                 self._step(m)
+        # Answered after the driver has handled what the batch made ready: a follower's
+        # MsgAppResp then leaves within this call (the peer's post waits a little longer
+        # for its 204, which nothing waits on: posts are pipelined).
+        self._on_batch()
         return Response(204)
