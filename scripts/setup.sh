@@ -49,3 +49,6 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+# docker-compose 1.29.2, the Compose reference of tests/e2e/compose and
+# benchmarks/compose_bench.py: its own venv under /var/tmp (PyPI only), reused when it runs.
+.venv/bin/python -c 'from tests.support.compose_reference import install_docker_compose as i; i()'

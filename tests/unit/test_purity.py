@@ -89,6 +89,7 @@ PURE_MODULES = [
     "compose/graph.py",
     "compose/labels.py",
     "compose/plan.py",
+    "compose/progress.py",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -33,6 +33,10 @@ def _register_subcommands() -> None:
     store_ctl.register(store)
     daemon.register(main)
     daemon.register_image(image)
+    # `dockyard compose ...` and its short form `dockyard up`
+    from dockyard.compose import cli as compose_cli
+
+    compose_cli.register(main)
 
 
 _register_subcommands()

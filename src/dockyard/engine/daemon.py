@@ -285,6 +285,8 @@ class Engine:
         self._rng = random.SystemRandom()
         self._locks: dict[str, asyncio.Lock] = {}
         self._exit_waiters: dict[str, set[asyncio.Future[int]]] = {}
+        # Containers whose exit is being torn down (`_on_exit`); a start waits for it.
+        self._tearing_down: dict[str, asyncio.Event] = {}
         self._removed_waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._pending_attach: dict[str, list[tuple[socket.socket, str]]] = {}
@@ -545,6 +547,20 @@ class Engine:
             logger.exception("container %s: auto-remove failed", cid)
 
     async def _on_exit(self, cid: str, status: ExitStatus) -> None:
+        # A start (by the API or the restart policy) waits for this teardown: the exited
+        # state is saved first, and a start racing the unmount below would lose its rootfs
+        # (runc: `exec: "sh": executable file not found`). docker-compose 1.29.2's `run`
+        # starts a container again right after it exits. Not the container lock: stop and
+        # kill hold it while they wait for this exit.
+        done = self._tearing_down[cid] = asyncio.Event()
+        try:
+            await self._tear_down_exited(cid, status)
+        finally:
+            done.set()
+            if self._tearing_down.get(cid) is done:
+                del self._tearing_down[cid]
+
+    async def _tear_down_exited(self, cid: str, status: ExitStatus) -> None:
         record = self.containers.get(cid)
         state = ct.exited(
             record.state,
@@ -817,6 +833,9 @@ class Engine:
             raise
 
     async def _start(self, cid: str, *, by_policy: bool = False) -> None:
+        teardown = self._tearing_down.get(cid)
+        if teardown is not None:
+            await teardown.wait()  # the last run's exit is still being torn down
         async with self._lock(cid):
             record = self.containers.get(cid)
             if by_policy:

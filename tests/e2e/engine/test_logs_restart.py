@@ -118,3 +118,22 @@ def test_restart_starts_a_stopped_container_and_names_a_missing_one(
     missing = daemon.docker("restart", "no-such-rs", check=False)
     assert missing.returncode == 1
     assert "No such container: no-such-rs" in missing.stderr
+
+
+def test_a_container_starts_again_the_moment_it_has_exited(daemon: DaemonProcess) -> None:
+    """docker-compose 1.29.2's `run` starts a container again as soon as it has exited; the
+    start must wait for the exit's teardown (network, unmount), not lose its rootfs to it
+    (it did: runc 'exec: "sh": executable file not found' in 6 of 10 tries)."""
+    status, created = daemon.api(
+        "POST", "/containers/create", {"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]}
+    )
+    assert status == 201, created
+    cid = created["Id"]
+    try:
+        for attempt in range(10):
+            status, body = daemon.api("POST", f"/containers/{cid}/start")
+            assert status == 204, f"start {attempt}: {status} {body!r}"
+            status, waited = daemon.api("POST", f"/containers/{cid}/wait")
+            assert (status, waited["StatusCode"]) == (200, 3), f"wait {attempt}: {waited}"
+    finally:
+        daemon.api("DELETE", f"/containers/{cid}?force=1")

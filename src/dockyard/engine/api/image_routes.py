@@ -227,7 +227,7 @@ class ImageRoutes:
                 "Comment": config.comment,
                 "Created": config.created or ZERO_TIME,
                 "Container": raw.get("container", ""),
-                "ContainerConfig": raw.get("container_config"),
+                "ContainerConfig": raw.get("container_config") or ContainerConfig().to_wire(),
                 "DockerVersion": raw.get("docker_version", ""),
                 "Author": config.author,
                 "Config": config.config.to_wire() if config.config else None,

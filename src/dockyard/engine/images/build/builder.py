@@ -586,7 +586,7 @@ class Builder:
     async def _remove_container(self, cid: str) -> None:
         self._containers.discard(cid)
         with contextlib.suppress(EngineError, KeyError):
-            await self.engine.remove(cid, force=True)
+            await self.engine.remove(cid, force=True, remove_volumes=True)
 
     async def _remove_containers(self) -> None:
         for cid in sorted(self._containers):
