@@ -449,15 +449,18 @@ class EngineClient:
 
     # --- images --------------------------------------------------------------------------
 
-    async def inspect_image(self, ref: str) -> dict[str, Any] | None:
-        """The image, or None when the engine has no such image (404)."""
+    async def _inspect_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self.request("GET", f"/images/{ref}/json")
+            result: dict[str, Any] = await self.request("GET", path)
         except EngineError as err:
             if err.status == 404:
                 return None
             raise
         return result
+
+    async def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        """The image's inspect document, or None when the engine has none (404)."""
+        return await self._inspect_or_none(f"/images/{ref}/json")
 
     async def images(
         self, filters: Mapping[str, Sequence[str]] | None = None
@@ -505,13 +508,8 @@ class EngineClient:
         return result
 
     async def inspect_network(self, ref: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self.request("GET", f"/networks/{quote(ref)}")
-        except EngineError as err:
-            if err.status == 404:
-                return None
-            raise
-        return result
+        """The network's inspect document, or None when the engine has none (404)."""
+        return await self._inspect_or_none(f"/networks/{quote(ref)}")
 
     async def create_network(self, body: Mapping[str, Any]) -> str:
         result = await self.request("POST", "/networks/create", body=body)
@@ -530,13 +528,8 @@ class EngineClient:
         return list(result.get("Volumes") or [])
 
     async def inspect_volume(self, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self.request("GET", f"/volumes/{quote(name)}")
-        except EngineError as err:
-            if err.status == 404:
-                return None
-            raise
-        return result
+        """The volume's inspect document, or None when the engine has none (404)."""
+        return await self._inspect_or_none(f"/volumes/{quote(name)}")
 
     async def create_volume(self, body: Mapping[str, Any]) -> None:
         await self.request("POST", "/volumes/create", body=body)

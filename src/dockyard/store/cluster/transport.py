@@ -37,6 +37,7 @@ Must not: decide anything about Raft, block the event loop, or raise into the dr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
@@ -111,6 +112,7 @@ class _Peer:
         self.stats = PeerStats()
         self.stream: _Stream | None = None
         self.snapshot_tasks: set[asyncio.Task[None]] = set()
+        self.became_leader = asyncio.Event()  # set when the driver names this peer leader
         self.task: asyncio.Task[None] | None = None
         self.probe_task: asyncio.Task[None] | None = None
         self.was_reachable = True
@@ -139,8 +141,16 @@ class _Peer:
             await self._probe_once()
             # The leader is probed every heartbeat interval: that is how a follower learns
             # within a tick that its leader's process is gone (fast failover).
+            # A peer that becomes the leader meanwhile is probed at once: waiting out the
+            # follower's 1 s interval made every other failover take an election timeout
+            # (a leader killed within a second of its election went unnoticed that long).
             leader = self.peer_id == self.transport.leader
-            await asyncio.sleep(self.transport.leader_probe_s if leader else PROBE_INTERVAL_S)
+            self.became_leader.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(
+                    self.transport.leader_probe_s if leader else PROBE_INTERVAL_S
+                ):
+                    await self.became_leader.wait()
 
     async def _probe_once(self) -> None:
         try:
@@ -410,7 +420,7 @@ class Transport:
         self.on_removed = on_removed
         self.unreachable = on_unreachable
         self.leader_probe_s = leader_probe_s
-        self.leader: int | None = None  # set by the driver: probed every leader_probe_s
+        self._leader: int | None = None
         self.cluster_id = cluster_id
         self._step = step
         self._on_batch = on_batch  # after a received batch is stepped (the driver's Ready)
@@ -419,6 +429,20 @@ class Transport:
         self._peers = {pid: _Peer(self, pid, url) for pid, url in peers.items()}
         self.closed = False
         self._started = False
+
+    @property
+    def leader(self) -> int | None:
+        """The peer the driver follows (None: none, or this member): probed every
+        `leader_probe_s` instead of every PROBE_INTERVAL_S, from the moment it is named."""
+        return self._leader
+
+    @leader.setter
+    def leader(self, peer_id: int | None) -> None:
+        if peer_id != self._leader:
+            self._leader = peer_id
+            peer = self._peers.get(peer_id) if peer_id is not None else None
+            if peer is not None:
+                peer.became_leader.set()
 
     def start(self) -> None:
         self._started = True
