@@ -1388,6 +1388,24 @@ def _resource_name(
     return (key if external else f"{project}_{key}"), external
 
 
+def _resource_fields(
+    top: _Ctx, where: str, project: str, key: str, raw: Any, known: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A top-level network's or volume's checked spec, and the fields both kinds share."""
+    spec: dict[str, Any] = top.check(where, raw if raw is not None else {}, dict)
+    top.unknown(where, list(spec), known)
+    full, external = _resource_name(top, where, project, key, spec)
+    driver = spec.get("driver")
+    return spec, {
+        "key": key,
+        "name": full,
+        "driver": None if driver is None else top.check(f"{where}.driver", driver, str),
+        "driver_opts": top.options(f"{where}.driver_opts", spec.get("driver_opts") or {}),
+        "external": external,
+        "labels": top.mapping(f"{where}.labels", spec.get("labels") or {}),
+    }
+
+
 def project_from_dict(data: Mapping[str, Any]) -> Project:
     """The loader's canonical project dict as a :class:`Project`."""
     top = _Ctx(None)
@@ -1409,39 +1427,19 @@ def project_from_dict(data: Mapping[str, Any]) -> Project:
     networks: dict[str, NetworkConfig] = {}
     for key, spec in top.check("networks", data.get("networks") or {}, dict).items():
         where = f"networks.{key}"
-        spec = top.check(where, spec if spec is not None else {}, dict)
-        top.unknown(where, list(spec), _NETWORK_KEYS)
-        full, external = _resource_name(top, where, name, key, spec)
+        spec, common = _resource_fields(top, where, name, key, spec, _NETWORK_KEYS)
         networks[key] = NetworkConfig(
-            key=key,
-            name=full,
-            driver=None
-            if spec.get("driver") is None
-            else top.check(f"{where}.driver", spec["driver"], str),
-            driver_opts=top.options(f"{where}.driver_opts", spec.get("driver_opts") or {}),
-            external=external,
+            **common,
             internal=top.check(f"{where}.internal", spec.get("internal", False), bool),
             attachable=top.check(f"{where}.attachable", spec.get("attachable", False), bool),
             enable_ipv6=top.check(f"{where}.enable_ipv6", spec.get("enable_ipv6", False), bool),
             ipam=top.check(f"{where}.ipam", spec.get("ipam") or {}, dict),
-            labels=top.mapping(f"{where}.labels", spec.get("labels") or {}),
         )
     volumes: dict[str, VolumeConfig] = {}
     for key, spec in top.check("volumes", data.get("volumes") or {}, dict).items():
         where = f"volumes.{key}"
-        spec = top.check(where, spec if spec is not None else {}, dict)
-        top.unknown(where, list(spec), _VOLUME_KEYS)
-        full, external = _resource_name(top, where, name, key, spec)
-        volumes[key] = VolumeConfig(
-            key=key,
-            name=full,
-            driver=None
-            if spec.get("driver") is None
-            else top.check(f"{where}.driver", spec["driver"], str),
-            driver_opts=top.options(f"{where}.driver_opts", spec.get("driver_opts") or {}),
-            external=external,
-            labels=top.mapping(f"{where}.labels", spec.get("labels") or {}),
-        )
+        _spec, common = _resource_fields(top, where, name, key, spec, _VOLUME_KEYS)
+        volumes[key] = VolumeConfig(**common)
 
     for service in services.values():
         _check_references(service, networks, volumes)
