@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.store.client import Result, StoreClient
-from tests.integration.store.test_cluster import await_leader
+from tests.integration.store.test_cluster import await_leader, eventually
 from tests.support.servers import start_dockyard_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -28,7 +28,14 @@ def test_a_synced_client_fails_over_and_its_watch_misses_nothing(tmp_path: Path)
             StoreClient(endpoints=m0.url) as watcher,
             StoreClient(endpoints=[m1.url, m2.url]) as writer,
         ):
-            assert sorted(watcher.sync()) == sorted(s.url for s in servers.values())
+            # Members publish their client URLs through the log, asynchronously (as etcd):
+            # sync once every member's is in the membership.
+            everyone = sorted(s.url for s in servers.values())
+            eventually(
+                lambda: True if sorted(watcher.sync()) == everyone else None,
+                10.0,
+                "every member's client URL in /v2/members",
+            )
             start = writer.set("/jobs/start", "0").node.modified_index
             seen: list[Result] = []
             done = threading.Event()
