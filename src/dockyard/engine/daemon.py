@@ -225,6 +225,19 @@ def parse_signal(text: str, default: int) -> int:
         raise InvalidArgument(f"Invalid signal: {text}") from None
 
 
+def _mount_rootfs(mounts: Sequence[Mount], rootfs: Path) -> None:
+    # One worker-thread hop for the directory and the mount: both are filesystem calls the
+    # event loop should not wait in while other containers start.
+    rootfs.mkdir(exist_ok=True)
+    mount(mounts, rootfs)
+
+
+def _write_bundle(bundle: Path, spec_json: str, state_dir: Path) -> None:
+    bundle.mkdir(exist_ok=True)
+    (bundle / "config.json").write_text(spec_json)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the previous run's
+
+
 def _merge_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
     # moby daemon/commit.go merge: the container's entries first, then the image's entries
     # whose keys it does not set.
@@ -289,6 +302,9 @@ class Engine:
         self._tearing_down: dict[str, asyncio.Event] = {}
         self._removed_waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
+        # A pidfd of each init this daemon started: signals go straight to it instead of
+        # through a `runc kill` process (pid reuse is excluded: a pidfd names one process).
+        self._init_pidfds: dict[str, int] = {}
         self._pending_attach: dict[str, list[tuple[socket.socket, str]]] = {}
         # Restart policies: pending restarts (sleeping their backoff), each container's
         # backoff, and the containers `docker stop` took out of restarting until a start.
@@ -513,8 +529,12 @@ class Engine:
         if self._monitors:
             await asyncio.wait(list(self._monitors.values()))
         self._monitors.clear()
+        for cid in list(self._init_pidfds):
+            self._close_init_pidfd(cid)
         running = any(r.state.running for r in self.containers)
         await self.networks.close(containers_running=running)
+        with contextlib.suppress(OSError):  # logged by the store; nothing left to answer
+            await self.containers.flush()  # records written behind land before exit
 
     def _watch(self, cid: str, waiter: Callable[[], Awaitable[ExitStatus]]) -> None:
         self._monitors[cid] = asyncio.create_task(self._monitor(cid, waiter))
@@ -560,7 +580,32 @@ class Engine:
             if self._tearing_down.get(cid) is done:
                 del self._tearing_down[cid]
 
+    def _open_init_pidfd(self, cid: str, pid: int) -> None:
+        """Hold a pidfd of the container's init, once it is known to be that init: a pid
+        whose cgroup names the container (a pid the shim already reaped and the kernel gave
+        to another process would not be in it). Without one, signals go through runc."""
+        self._close_init_pidfd(cid)
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                ours = cid in f.read()
+        except OSError:
+            ours = False
+        if ours:
+            self._init_pidfds[cid] = fd
+        else:
+            os.close(fd)
+
+    def _close_init_pidfd(self, cid: str) -> None:
+        fd = self._init_pidfds.pop(cid, None)
+        if fd is not None:
+            os.close(fd)
+
     async def _tear_down_exited(self, cid: str, status: ExitStatus) -> None:
+        self._close_init_pidfd(cid)
         record = self.containers.get(cid)
         state = ct.exited(
             record.state,
@@ -853,8 +898,7 @@ class Engine:
                     replace(record.state, restarting=False, restart_count=0, manually_stopped=False)
                 )
             rootfs = self._rootfs(cid)
-            rootfs.mkdir(exist_ok=True)
-            await asyncio.to_thread(mount, self.snapshots.mounts(cid), rootfs)
+            await asyncio.to_thread(_mount_rootfs, self.snapshots.mounts(cid), rootfs)
             try:
                 spec_config = await self._start_config(record, rootfs)
                 spec = oci_spec.build_spec(
@@ -868,10 +912,8 @@ class Engine:
                 if propagation:
                     spec["linux"]["rootfsPropagation"] = propagation
                 bundle = self._dir(cid) / "bundle"
-                bundle.mkdir(exist_ok=True)
-                (bundle / "config.json").write_text(json.dumps(spec))
                 state_dir = self.layout.shims / cid
-                shutil.rmtree(state_dir, ignore_errors=True)  # the previous run's
+                await asyncio.to_thread(_write_bundle, bundle, json.dumps(spec), state_dir)
                 # Sessions that attached before the start get the output from its first byte.
                 pending = self._pending_attach.pop(cid, [])
                 # Taken before the start: a short-lived init may exit (and its shim stamp
@@ -915,6 +957,7 @@ class Engine:
                 raise
             state = ct.started(record.state, pid=handle.init_pid, started_at=started_at)
             self.containers.save(record.with_state(state))
+            self._open_init_pidfd(cid, handle.init_pid)
             self._watch(cid, handle.wait_exit)
             self.emit_container_event(cid, "start")
             self.health.start(cid)
@@ -1030,7 +1073,13 @@ class Engine:
         # Logged before the signal goes out: the container's `die` (from its shim) must not
         # overtake it, as clients read kill -> die (moby logs it right after the signal).
         self.emit_container_event(cid, "kill", {"signal": str(sig)})
-        await self._runc.kill(cid, sig)
+        pidfd = self._init_pidfds.get(cid)
+        if pidfd is None:
+            await self._runc.kill(cid, sig)
+        else:
+            # What `runc kill` does (a signal to the init only), without a runc process.
+            with contextlib.suppress(ProcessLookupError):  # exited: its exit is on the way
+                signal.pidfd_send_signal(pidfd, sig)
         stop_sig = parse_signal(str(record.config.get("StopSignal") or ""), signal.SIGTERM)
         if not record.state.paused or sig not in (signal.SIGKILL, stop_sig):
             return
@@ -1130,6 +1179,7 @@ class Engine:
             with contextlib.suppress(SnapshotError):
                 await asyncio.to_thread(self.snapshots.remove, cid)
             await self.networks.detach_container(cid)
+            self.networks.forget_container(cid)
             await asyncio.to_thread(
                 self.volumes.remove_container,
                 cid,
@@ -1139,6 +1189,8 @@ class Engine:
             )
             shutil.rmtree(self.layout.shims / cid, ignore_errors=True)
             self.emit_container_event(cid, "destroy")
+            self._close_init_pidfd(cid)
+            await self.containers.settle(cid)
             self.containers.remove(cid)
             self.execs.forget_container(cid)
             self._backoff_ms.pop(cid, None)

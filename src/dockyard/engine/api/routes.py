@@ -70,6 +70,7 @@ from dockyard.engine.api.volume_routes import VolumeRoutes
 from dockyard.engine.containers import (
     Conflict,
     ContainerRecord,
+    ContainerStore,
     EngineError,
     InvalidArgument,
     NotFound,
@@ -144,8 +145,13 @@ class DockerApi(
                 match.groupdict(),
                 parse_qs(request.raw_query, keep_blank_values=True),
             )
+            # A request's container records are on disk before it is answered (they are
+            # written behind the event loop: ContainerStore's invariants).
+            written, token = ContainerStore.tracking_writes()
             try:
                 reply: Reply = await getattr(self, name)(call)
+                if written:
+                    await self.engine.containers.flush(written)
             except NotModified:
                 return Response(304, trusted_headers=TRUSTED_HEADERS)
             except NetworkError as e:
@@ -161,6 +167,12 @@ class DockerApi(
             except Exception as e:
                 logger.exception("%s %s failed", request.method, request.raw_path)
                 return error_reply(500, str(e) or type(e).__name__)
+            finally:
+                ContainerStore.stop_tracking(token)
+                if written:
+                    # an error answer too: e.g. a failed start saved the container's error
+                    with contextlib.suppress(OSError):
+                        await self.engine.containers.flush(written)
             return reply
         return error_reply(404, "page not found")
 

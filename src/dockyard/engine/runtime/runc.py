@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import signal as _signal
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,19 +92,21 @@ class Runc:
     async def _run(self, *args: str, input_bytes: bytes | None = None) -> bytes:
         """Run a command whose stdout/stderr are ours; raise `RuncError` on failure."""
         argv = self._argv(*args)
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL if input_bytes is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        # On a worker thread with subprocess.run, which spawns with vfork: the event loop's
+        # own spawn forks the daemon's whole address space for every `runc kill`.
+        done = await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            input=input_bytes,
+            stdin=subprocess.DEVNULL if input_bytes is None else None,
+            capture_output=True,
+            check=False,
         )
-        out, err = await proc.communicate(input_bytes)
-        returncode = await proc.wait()
-        if returncode != 0:
-            text = err.decode(errors="replace")
-            message = parse_runc_log(text) or f"runc exited with status {returncode}"
-            raise RuncError(argv, returncode, message)
-        return out
+        if done.returncode != 0:
+            text = done.stderr.decode(errors="replace")
+            message = parse_runc_log(text) or f"runc exited with status {done.returncode}"
+            raise RuncError(argv, done.returncode, message)
+        return bytes(done.stdout)
 
     async def _run_with_stdio(
         self, args: Sequence[str], *, stdin: Fd, stdout: Fd, stderr: Fd
