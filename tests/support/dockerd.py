@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.processes import wait_pid_gone
+from tests.support.servers import free_port
+from tests.support.tls import TlsMaterial, make_tls_material
 
 DOCKER_CLI = "/usr/local/bin/docker"
 DOCKERD_BINARY = "/usr/sbin/dockerd"
@@ -550,3 +552,36 @@ def dockerd_and_dockyard(
     dockyard_log = logs["dockyard"].read_text(errors="replace")
     if "Traceback" in dockyard_log:
         raise DaemonError(f"dockyard logged a traceback:\n{dockyard_log[-4000:]}")
+
+
+@dataclass(frozen=True)
+class TlsDaemonSetup:
+    """A dockyard daemon that also listens on tcp://127.0.0.1:`port` with mutual TLS, and a
+    docker-CLI-style certificate directory (ca.pem, cert.pem, key.pem) for its clients."""
+
+    daemon: DaemonProcess
+    port: int
+    material: TlsMaterial
+    cert_dir: Path
+
+
+def start_tls_dockyard_daemon(base: Path) -> TlsDaemonSetup:
+    """`start_dockyard_daemon` plus a mutual-TLS TCP listener on a free loopback port."""
+    material = make_tls_material(base / "pki")
+    cert_dir = base / "client-certs"
+    cert_dir.mkdir()
+    shutil.copy(material.ca_cert, cert_dir / "ca.pem")
+    shutil.copy(material.client_cert, cert_dir / "cert.pem")
+    shutil.copy(material.client_key, cert_dir / "key.pem")
+    port = free_port()
+    daemon = start_dockyard_daemon(
+        base,
+        extra_args=[
+            "-H", f"tcp://127.0.0.1:{port}",
+            "--tlsverify",
+            "--tlscacert", str(material.ca_cert),
+            "--tlscert", str(material.server_cert),
+            "--tlskey", str(material.server_key),
+        ],
+    )  # fmt: skip
+    return TlsDaemonSetup(daemon, port, material, cert_dir)

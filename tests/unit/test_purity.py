@@ -79,6 +79,7 @@ PURE_MODULES = [
     "compose/loader/interpolation.py",
     "compose/loader/dotenv.py",
     "compose/loader/schema.py",
+    "compose/loader/schema_spec.py",
     "compose/loader/formats.py",
     "compose/loader/normalize.py",
     "compose/loader/merge.py",

@@ -17,23 +17,35 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
 import os
 import secrets
+import shlex
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import click
 import httpx
 
 from dockyard.compose import labels as lb
-from dockyard.compose.client import STDERR, EngineClient, EngineError
+from dockyard.compose.client import EngineClient, EngineError, tls_context
 from dockyard.compose.graph import build_graph
+from dockyard.compose.hijack import (
+    StreamModes,
+    open_hijack,
+    raw_terminal,
+    resize_with_retry,
+    stream_modes,
+    terminal_size,
+)
 from dockyard.compose.loader.core import LoadedProject
 from dockyard.compose.loader.errors import ComposeFileError
-from dockyard.compose.model import ComposeModelError, Project, project_from_dict
+from dockyard.compose.model import ComposeModelError, Project, parse_port, project_from_dict
 from dockyard.compose.plan import UpOptions
 from dockyard.compose.progress import Progress, color_for, format_log_line, log_prefix
 from dockyard.compose.runner import (
@@ -41,6 +53,7 @@ from dockyard.compose.runner import (
     Runner,
     UpSettings,
     container_body,
+    endpoint_config,
     service_image,
 )
 
@@ -105,8 +118,14 @@ def _execute(
 
     async def main() -> _T:
         async with EngineClient.from_env() as client:
-            runner = Runner(client, loaded, project, Progress(sys.stderr, quiet=quiet))
-            return await work(runner)
+            progress = Progress(sys.stderr, quiet=quiet)
+            # Compose v2 redraws pending progress lines every 100 ms on a terminal
+            progress.animate(asyncio.get_running_loop().call_later)
+            runner = Runner(client, loaded, project, progress)
+            try:
+                return await work(runner)
+            finally:
+                progress.stop()
 
     try:
         return asyncio.run(main())
@@ -698,93 +717,206 @@ def pull_command(ctx: click.Context, ignore_pull_failures: bool, services: tuple
     """Pull service images."""
 
     async def work(runner: Runner) -> None:
-        for name in list(services) or list(runner.project.services):
-            if name not in runner.project.services:
-                raise ComposeRunError(f"No such service: {name}")
-            service = runner.project.services[name]
-            if service.image is None:
-                continue
-            try:
-                await runner.pull_image(service.image, name)
-            except EngineError as err:
-                if not ignore_pull_failures:
-                    raise
-                click.echo(f"WARNING: {name}: {err}", err=True)
+        names = _known_services(runner, services)
+        with _animated(runner.progress):
+            for name in names:
+                service = runner.project.services[name]
+                if service.image is None:
+                    continue  # build-only: nothing to pull (1.29.2 and v2 skip it)
+                try:
+                    await runner.pull_image(service.image, name)
+                except EngineError as err:
+                    if not ignore_pull_failures:
+                        raise
+                    # 1.29.2 Service.pull(ignore_pull_failures): the error is reported and
+                    # the other services are still pulled
+                    runner.progress.update("Image", name, "Error", done=True)
+                    runner.progress.warn(f"{name}: {err}")
 
     _execute(_global(ctx), work)
 
 
 @compose.command("push")
+@click.option("--ignore-push-failures", is_flag=True, help="Push what it can.")
 @click.argument("services", nargs=-1)
 @click.pass_context
-def push_command(ctx: click.Context, services: tuple[str, ...]) -> None:
+def push_command(ctx: click.Context, ignore_push_failures: bool, services: tuple[str, ...]) -> None:
     """Push service images."""
 
     async def work(runner: Runner) -> None:
-        for name in list(services) or list(runner.project.services):
-            if name not in runner.project.services:
-                raise ComposeRunError(f"No such service: {name}")
-            service = runner.project.services[name]
-            if service.build is None or service.image is None:
-                continue  # 1.29.2 pushes only services with both build and image
-            runner.progress.update("Image", service.image, "Pushing")
-            async for _ in runner.client.push(service.image):
-                pass
-            runner.progress.update("Image", service.image, "Pushed", done=True)
+        names = _known_services(runner, services)
+        with _animated(runner.progress):
+            for name in names:
+                service = runner.project.services[name]
+                if service.build is None or service.image is None:
+                    continue  # 1.29.2 pushes only services with both build and image
+                runner.progress.update("Image", service.image, "Pushing")
+                try:
+                    async for _ in runner.client.push(service.image):
+                        pass
+                except EngineError as err:
+                    if not ignore_push_failures:
+                        raise
+                    runner.progress.update("Image", service.image, "Error", done=True)
+                    runner.progress.warn(f"{name}: {err}")
+                    continue
+                runner.progress.update("Image", service.image, "Pushed", done=True)
 
     _execute(_global(ctx), work)
 
 
+def _known_services(runner: Runner, services: Sequence[str]) -> list[str]:
+    """The named services (all when none), each checked before any work starts."""
+    for name in services:
+        if name not in runner.project.services:
+            raise ComposeRunError(f"No such service: {name}")
+    return list(services) or list(runner.project.services)
+
+
+@contextlib.contextmanager
+def _animated(progress: Progress) -> Iterator[None]:
+    """Spinners animate on a terminal for the duration of the block (on the running loop)."""
+    progress.animate(asyncio.get_running_loop().call_later)
+    try:
+        yield
+    finally:
+        progress.stop()
+
+
 @compose.command("exec", context_settings=_PASSTHROUGH)
 @click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the process.")
 @click.option("-u", "--user", default=None, help="Run as this user.")
 @click.option("-w", "--workdir", default=None, help="Working directory.")
 @click.option("-e", "--env", "env", multiple=True, help="Set environment variables.")
 @click.option("--index", type=int, default=1, help="Index of the container.")
-@click.option("-T", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation (always).")
+@click.option("-T", "--no-TTY", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation.")
+@click.option("-i", "--interactive", is_flag=True, hidden=True, help="Keep STDIN open (default).")
 @click.argument("service")
 @click.argument("command", nargs=-1, required=True)
 @click.pass_context
 def exec_command(
     ctx: click.Context,
     detach: bool,
+    privileged: bool,
     user: str | None,
     workdir: str | None,
     env: tuple[str, ...],
     index: int,
     no_tty: bool,
+    interactive: bool,
     service: str,
     command: tuple[str, ...],
 ) -> None:
-    """Execute a command in a running container (no stdin: -T is implied)."""
+    """Execute a command in a running container.
+
+    As docker compose: stdin is attached unless -d; a TTY is allocated unless -T or stdin
+    is not a terminal; the exit status is the command's.
+    """
+    del interactive  # compose v2's -i defaults to true; stdin is attached unless -d
 
     async def work(runner: Runner) -> int:
         cid = await _container_of(runner, service, index)
-        exec_id = await runner.client.exec_create(
+        modes = stream_modes(
+            detach=detach, no_tty=no_tty, interactive=True, stdin_is_terminal=_stdin_is_terminal()
+        )
+        client = runner.client
+        exec_id = await client.exec_create(
             cid,
             {
                 "Cmd": list(command),
+                "AttachStdin": modes.stdin,
                 "AttachStdout": not detach,
                 "AttachStderr": not detach,
-                "Env": list(env),
+                "Env": _exec_environment(env, runner.loaded.environ),
                 "User": user or "",
                 "WorkingDir": workdir or "",
-                "Tty": False,
+                "Privileged": privileged,
+                "Tty": modes.tty,
             },
         )
         if detach:
-            await runner.client.request(
-                "POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False}
+            await client.request(
+                "POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": modes.tty}
             )
             return 0
-        async for line in runner.client.exec_start_output(exec_id):
-            stream = sys.stderr if line.stream == STDERR else sys.stdout
-            stream.write(line.data.decode(errors="replace"))
-            stream.flush()
-        info = await runner.client.exec_inspect(exec_id)
+
+        async def resize(rows: int, columns: int) -> None:
+            await client.resize_exec(exec_id, rows, columns)
+
+        start_body = json.dumps({"Detach": False, "Tty": modes.tty}).encode()
+        signum = await _interactive(
+            client, f"/exec/{quote(exec_id)}/start", start_body, modes, resize
+        )
+        if signum is not None:
+            return 128 + signum
+        info = await client.exec_inspect(exec_id)
         return int(info.get("ExitCode") or 0)
 
-    sys.exit(_execute(_global(ctx), work))
+    sys.exit(_execute(_global(ctx), work, quiet=True))
+
+
+def _exec_environment(items: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """``-e KEY=VALUE`` as given; ``-e KEY`` takes KEY's value from the environment and is
+    dropped when unset (compose v2 exec: ``opts.ToMapping(...).Resolve(os.LookupEnv)``)."""
+    out = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if sep:
+            out.append(item)
+        elif (value := environ.get(key, os.environ.get(key))) is not None:
+            out.append(f"{key}={value}")
+    return out
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False  # no stdin at all (closed, or replaced by an object without a fd)
+
+
+async def _interactive(
+    client: EngineClient,
+    target: str,
+    body: bytes | None,
+    modes: StreamModes,
+    resize: Callable[[int, int], Awaitable[None]],
+    *,
+    start: Callable[[], Awaitable[None]] | None = None,
+) -> int | None:
+    """Hijack ``target``, run ``start`` once the stream is up (``run``: attach, then start,
+    so no output is lost), and pump stdio until the engine ends the stream. With a TTY the
+    local terminal is raw for the session and its size follows SIGWINCH (docker CLI
+    ``monitorTtySize``). Returns the SIGTERM/SIGHUP that ended it early, else None."""
+    session = await open_hijack(
+        client.address,
+        tls_context(client.address),
+        client.api_path(target),
+        body=body,
+        tty=modes.tty,
+    )
+    try:
+        if start is not None:
+            await start()
+        stdin_fd = sys.stdin.fileno() if modes.stdin and sys.stdin is not None else None
+
+        async def follow_size() -> None:
+            size = terminal_size(sys.stdout.fileno()) or terminal_size(sys.stdin.fileno())
+            if size is not None:
+                await resize(*size)
+
+        with raw_terminal(sys.stdin.fileno()) if modes.tty else contextlib.nullcontext():
+            if modes.tty:
+                await resize_with_retry(follow_size, first=True)
+            return await session.pump(
+                stdin_fd=stdin_fd,
+                stdout=sys.stdout.buffer,
+                stderr=sys.stderr.buffer,
+                on_resize=follow_size if modes.tty else None,
+            )
+    finally:
+        await session.close()
 
 
 async def _container_of(runner: Runner, service: str, index: int) -> str:
@@ -914,9 +1046,18 @@ def events_command(ctx: click.Context, as_json: bool, services: tuple[str, ...])
 @click.option("-d", "--detach", is_flag=True, help="Run in the background, print the name.")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
 @click.option("-e", "env", multiple=True, help="Set an environment variable (KEY=VAL or KEY).")
+@click.option("-l", "--label", "labels", multiple=True, help="Add or override a label.")
+@click.option("-u", "--user", default=None, help="Run as this user.")
+@click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
+@click.option("--entrypoint", default=None, help="Override the image's entrypoint.")
+@click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume.")
+@click.option("-p", "--publish", "publish", multiple=True, help="Publish a container port.")
 @click.option("--service-ports", is_flag=True, help="Publish the service's ports.")
+@click.option("--use-aliases", is_flag=True, help="Use the service's network aliases.")
 @click.option("--no-deps", is_flag=True, help="Don't start linked services.")
 @click.option("--name", default=None, help="Assign a name to the container.")
+@click.option("-T", "--no-TTY", "no_tty", is_flag=True, help="Disable pseudo-TTY allocation.")
+@click.option("-i", "--interactive", is_flag=True, hidden=True, help="Keep STDIN open (default).")
 @click.argument("service")
 @click.argument("command", nargs=-1)
 @click.pass_context
@@ -925,19 +1066,42 @@ def run_command(
     detach: bool,
     remove: bool,
     env: tuple[str, ...],
+    labels: tuple[str, ...],
+    user: str | None,
+    workdir: str | None,
+    entrypoint: str | None,
+    volumes: tuple[str, ...],
+    publish: tuple[str, ...],
     service_ports: bool,
+    use_aliases: bool,
     no_deps: bool,
     name: str | None,
+    no_tty: bool,
+    interactive: bool,
     service: str,
     command: tuple[str, ...],
 ) -> None:
-    """Run a one-off command on a service (output only: no stdin yet)."""
+    """Run a one-off command on a service.
+
+    As docker compose: stdin is attached unless -d; a TTY is allocated when stdin is a
+    terminal, unless -T or the service says ``tty: false``; the exit status is the
+    command's; --rm removes the container on every path.
+    """
+    del interactive  # compose v2's -i defaults to true; stdin is attached unless -d
 
     async def work(runner: Runner) -> int:
         project = runner.project
         if service not in project.services:
             raise ComposeRunError(f"No such service: {service}")
         svc = project.services[service]
+        raw_service = runner.loaded.config.get("services", {}).get(service, {})
+        modes = stream_modes(
+            detach=detach,
+            no_tty=no_tty,
+            interactive=True,
+            stdin_is_terminal=_stdin_is_terminal(),
+            service_tty=raw_service.get("tty") if isinstance(raw_service, dict) else None,
+        )
         deps = [d for d in build_graph(project).dependencies(service)]
         if deps and not no_deps:
             await runner.up(deps, UpSettings())
@@ -950,7 +1114,7 @@ def run_command(
             environment[key] = value if sep else runner.loaded.environ.get(key, os.environ.get(key))
         slug = secrets.token_hex(32)
         container_name = name or lb.oneoff_container_name(project.name, service, slug)
-        labels = lb.container_labels(
+        container_labels = lb.container_labels(
             project.name,
             svc,
             number=None,
@@ -968,42 +1132,138 @@ def run_command(
             project,
             svc,
             image=service_image(project, svc),
-            labels=labels,
+            labels=container_labels,
             peers=peers,
             links=[],
             network_names={k: n.name for k, n in project.networks.items()},
             environment=environment,
             command=command or None,
             publish_ports=service_ports,
-            tty=False,
-            stdin_open=False,
+            tty=modes.tty,
+            stdin_open=modes.stdin or svc.stdin_open,
         )
-        cid = await runner.client.create_container(container_name, body)
+        _run_overrides(
+            body,
+            modes,
+            attach_output=not detach,
+            labels=labels,
+            user=user,
+            workdir=workdir,
+            entrypoint=entrypoint,
+            volumes=volumes,
+            publish=publish,
+            use_aliases=use_aliases,
+            working_dir=runner.loaded.working_dir,
+        )
+        if detach and remove:
+            # nobody waits for a detached container: the engine removes it when it exits
+            # (docker run -d --rm; compose v2 run sets AutoRemove)
+            body.setdefault("HostConfig", {})["AutoRemove"] = True
+        client = runner.client
+        cid = await client.create_container(container_name, body)
         started = False
         try:
+            if svc.network_mode is None:
+                # the create attached the first network (API < 1.44: one endpoint); the
+                # others before the start, as 1.29.2 does
+                for net in svc.networks[1:]:
+                    endpoint = endpoint_config(svc, net.name, [])
+                    if not use_aliases:
+                        endpoint.pop("Aliases", None)
+                    await client.connect_network(
+                        project.networks[net.name].name,
+                        {"Container": cid, "EndpointConfig": endpoint},
+                    )
             if detach:
-                await runner.client.start_container(cid)
+                await client.start_container(cid)
+                started = True
                 click.echo(container_name)
                 return 0
-            # attach before the start, so the first bytes are not missed (1.29.2 run)
-            async with runner.client.attached_output(cid) as output:
-                await runner.client.start_container(cid)
+
+            async def start() -> None:
+                nonlocal started
+                await client.start_container(cid)
                 started = True
-                async for line in output:
-                    stream = sys.stderr if line.stream == STDERR else sys.stdout
-                    stream.write(line.data.decode(errors="replace"))
-                    stream.flush()
-            code = await runner.client.wait_container(cid)
-        except BaseException:
-            # a container that never started is removed; one that ran stays unless --rm
-            if remove or not started:
-                await runner.client.remove_container(cid, force=True, volumes=remove)
-            raise
-        if remove:
-            await runner.client.remove_container(cid, force=True, volumes=True)
-        return code
+
+            async def resize(rows: int, columns: int) -> None:
+                await client.resize_container(cid, rows, columns)
+
+            # attach before the start, so the first bytes are not missed (1.29.2 run; the
+            # docker CLI's run does the same)
+            streams = "stdin=1&" if modes.stdin else ""
+            target = f"/containers/{quote(cid)}/attach?stream=1&{streams}stdout=1&stderr=1"
+            signum = await _interactive(client, target, None, modes, resize, start=start)
+            if signum is not None:
+                return 128 + signum
+            return await client.wait_container(cid)
+        finally:
+            # --rm removes on every path (an exit, an error, Ctrl-C, SIGTERM); without it a
+            # container that ran stays, one that never started is removed; a detached one
+            # that started is the engine's to remove (AutoRemove)
+            if not started or (remove and not detach):
+                await client.remove_container(cid, force=True, volumes=remove)
 
     sys.exit(_execute(_global(ctx), work, quiet=True))
+
+
+def _run_overrides(
+    body: dict[str, Any],
+    modes: StreamModes,
+    *,
+    attach_output: bool,
+    labels: Sequence[str],
+    user: str | None,
+    workdir: str | None,
+    entrypoint: str | None,
+    volumes: Sequence[str],
+    publish: Sequence[str],
+    use_aliases: bool,
+    working_dir: str,
+) -> None:
+    """Apply ``run``'s command-line overrides to a create body (compose v2 run.go
+    ``applyRunOptions``; the stdio flags as the docker CLI's ``run -i -t``)."""
+    body["AttachStdin"] = modes.stdin
+    body["AttachStdout"] = attach_output
+    body["AttachStderr"] = attach_output
+    # docker CLI run -i: the engine closes the container's stdin when the client detaches
+    body["StdinOnce"] = modes.stdin
+    if user is not None:
+        body["User"] = user
+    if workdir is not None:
+        body["WorkingDir"] = workdir
+    if entrypoint is not None:
+        # compose v2: the flag is split as a shell would (shellwords.Parse)
+        try:
+            body["Entrypoint"] = shlex.split(entrypoint)
+        except ValueError as err:
+            raise ComposeRunError(f"invalid --entrypoint {entrypoint!r}: {err}") from None
+    for item in labels:
+        key, _, value = item.partition("=")
+        body.setdefault("Labels", {})[key] = value
+    host = body.setdefault("HostConfig", {})
+    for spec in volumes:
+        source, sep, rest = spec.partition(":")
+        if sep and source.startswith("."):
+            # a relative host path is relative to the project directory (compose)
+            spec = f"{os.path.normpath(os.path.join(working_dir, source))}:{rest}"
+        host.setdefault("Binds", []).append(spec)
+    for text in publish:
+        try:
+            ports = parse_port(text, "--publish")
+        except ComposeModelError as err:
+            raise ComposeRunError(str(err)) from None
+        for port in ports:
+            key = f"{port.target}/{port.protocol}"
+            body.setdefault("ExposedPorts", {})[key] = {}
+            host.setdefault("PortBindings", {}).setdefault(key, []).append(
+                {"HostIp": port.host_ip, "HostPort": port.published or ""}
+            )
+    if not use_aliases:
+        # a one-off container gets no service aliases unless asked (1.29.2 run
+        # use_network_aliases=False; compose v2 UseNetworkAliases)
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        for endpoint in endpoints.values():
+            endpoint.pop("Aliases", None)
 
 
 def register(main: click.Group) -> None:

@@ -40,6 +40,8 @@ __all__ = [
     "LogLine",
     "demultiplex",
     "engine_address",
+    "error_from_answer",
+    "tls_context",
 ]
 
 API_VERSION = "1.41"  # the newest we speak (Docker 20.10)
@@ -145,6 +147,19 @@ def demultiplex(buffer: bytearray) -> list[LogLine]:
     return out
 
 
+def tls_context(address: EngineAddress) -> ssl.SSLContext | None:
+    """The client TLS context for ``address`` (None without TLS): what the HTTP transport
+    uses, for connections made outside it (the hijacked attach of ``compose/hijack.py``)."""
+    if address.tls is None:
+        return None
+    return _tls_context(*address.tls, verify=address.tls_verify)
+
+
+def error_from_answer(status: int, raw: bytes) -> EngineError:
+    """An error answer's body as :class:`EngineError` (Docker's ``{"message": ...}``)."""
+    return EngineError(status, _error_message(status, raw))
+
+
 def _error_message(status: int, raw: bytes) -> str:
     try:
         body = json.loads(raw)
@@ -202,6 +217,10 @@ class EngineClient:
 
     def _url(self, path: str) -> str:
         return f"/v{self.api_version}{path}"
+
+    def api_path(self, path: str) -> str:
+        """``path`` under the negotiated version prefix (``/v1.41/exec/ID/start``)."""
+        return self._url(path)
 
     async def negotiate(self) -> str:
         """Docker API version negotiation: min(ours, the engine's), never below 1.24."""
@@ -442,6 +461,20 @@ class EngineClient:
             yield _decode(response.aiter_bytes(), tty=tty)
         finally:
             await response.aclose()
+
+    async def resize_exec(self, exec_id: str, rows: int, columns: int) -> None:
+        """Docker API: ``POST /exec/{id}/resize?h=ROWS&w=COLUMNS`` (a TTY exec only)."""
+        await self.request(
+            "POST", f"/exec/{quote(exec_id)}/resize", params={"h": str(rows), "w": str(columns)}
+        )
+
+    async def resize_container(self, ref: str, rows: int, columns: int) -> None:
+        """Docker API: ``POST /containers/{id}/resize?h=ROWS&w=COLUMNS``."""
+        await self.request(
+            "POST",
+            f"/containers/{quote(ref)}/resize",
+            params={"h": str(rows), "w": str(columns)},
+        )
 
     async def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", f"/exec/{quote(exec_id)}/json")

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import pytest
 
 from tests.e2e.engine.test_daemon_cli import DaemonProcess, running_daemon
+from tests.support.dockerd import DaemonProcess as ReferenceDaemon
+from tests.support.dockerd import load_busybox_into, start_dockerd
 
 COMPOSE_TIMEOUT_S = 120.0
 PROJECT_LABEL = "com.docker.compose.project"
@@ -59,6 +61,7 @@ def run_compose(
         [sys.executable, "-m", "dockyard", "compose", *args],
         cwd=cwd,
         env={**daemon.env, **(env or {})},
+        stdin=subprocess.DEVNULL,  # exec/run attach stdin (a TTY on a terminal), as compose
         capture_output=True,
         text=True,
         timeout=COMPOSE_TIMEOUT_S,
@@ -148,3 +151,15 @@ __all__ = [
     "remove_project",
     "run_compose",
 ]
+
+
+# The real dockerd 20.10 as a second engine (one per module that asks for it).
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceDaemon]:
+    daemon = start_dockerd(tmp_path_factory.mktemp("dockerd"))
+    try:
+        load_busybox_into(daemon.docker_host, docker_config=daemon.run_dir / "dockercfg")
+        yield daemon
+    finally:
+        leaks = daemon.stop()
+    assert not leaks, f"left behind (now removed): {leaks}"

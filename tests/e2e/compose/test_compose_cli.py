@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,8 +28,7 @@ from tests.e2e.compose.conftest import (
     project_objects,
 )
 from tests.e2e.engine.test_daemon_cli import DaemonProcess
-from tests.support.dockerd import start_dockyard_daemon
-from tests.support.tls import make_tls_material
+from tests.support.dockerd import start_tls_dockyard_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -618,23 +616,8 @@ def test_compose_over_mutual_tls_as_the_docker_cli_connects(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     base = tmp_path_factory.mktemp("compose-tls")
-    material = make_tls_material(base / "pki")
-    cert_dir = base / "client-certs"
-    cert_dir.mkdir()
-    shutil.copy(material.ca_cert, cert_dir / "ca.pem")
-    shutil.copy(material.client_cert, cert_dir / "cert.pem")
-    shutil.copy(material.client_key, cert_dir / "key.pem")
-    port = free_port()
-    daemon = start_dockyard_daemon(
-        base,
-        extra_args=[
-            "-H", f"tcp://127.0.0.1:{port}",
-            "--tlsverify",
-            "--tlscacert", str(material.ca_cert),
-            "--tlscert", str(material.server_cert),
-            "--tlskey", str(material.server_key),
-        ],
-    )  # fmt: skip
+    setup = start_tls_dockyard_daemon(base)
+    daemon, port, cert_dir = setup.daemon, setup.port, setup.cert_dir
     project = base / "proj"
     project.mkdir()
     (project / "compose.yaml").write_text(

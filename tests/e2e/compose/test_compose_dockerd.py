@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import secrets
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.compose.conftest import free_port, project_objects, run_compose
-from tests.support.dockerd import DaemonProcess, load_busybox_into, start_dockerd
+from tests.support.dockerd import DaemonProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -40,17 +39,6 @@ services:
 volumes:
   www: {}
 """
-
-
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    daemon = start_dockerd(tmp_path_factory.mktemp("dockerd"))
-    try:
-        load_busybox_into(daemon.docker_host, docker_config=daemon.run_dir / "dockercfg")
-        yield daemon
-    finally:
-        leaks = daemon.stop()
-    assert not leaks, f"left behind (now removed): {leaks}"
 
 
 def _ids(daemon: DaemonProcess, project: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ a daemon: they must happen before the data root is touched.
 from __future__ import annotations
 
 import http.client
-import shutil
 import ssl
 import subprocess
 import sys
@@ -29,9 +28,8 @@ from tests.support.dockerd import (
     COMMAND_TIMEOUT_S,
     DaemonProcess,
     run_docker_cli,
-    start_dockyard_daemon,
+    start_tls_dockyard_daemon,
 )
-from tests.support.servers import free_port
 from tests.support.tls import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.e2e
@@ -65,23 +63,8 @@ class TlsDaemon:
 @pytest.fixture(scope="module")
 def tls_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsDaemon]:
     base = tmp_path_factory.mktemp("tls-daemon")
-    material = make_tls_material(base / "pki")
-    cert_dir = base / "client-certs"
-    cert_dir.mkdir()
-    shutil.copy(material.ca_cert, cert_dir / "ca.pem")
-    shutil.copy(material.client_cert, cert_dir / "cert.pem")
-    shutil.copy(material.client_key, cert_dir / "key.pem")
-    port = free_port()
-    daemon = start_dockyard_daemon(
-        base,
-        extra_args=[
-            "-H", f"tcp://127.0.0.1:{port}",
-            "--tlsverify",
-            "--tlscacert", str(material.ca_cert),
-            "--tlscert", str(material.server_cert),
-            "--tlskey", str(material.server_key),
-        ],
-    )  # fmt: skip
+    setup = start_tls_dockyard_daemon(base)
+    daemon, port, material, cert_dir = setup.daemon, setup.port, setup.material, setup.cert_dir
     try:
         yield TlsDaemon(daemon, port, material, cert_dir)
     finally:

@@ -183,7 +183,7 @@ def test_wrong_type_names_file_service_and_key() -> None:
         ("{image: x, tty: 'yes'}", "services.web.tty", "it should be a boolean"),
         ("{image: x, command: {a: 1}}", "services.web.command", "a null, string, or an array"),
         ("{image: x, extends: {file: a.yml}}", "services.web.extends", "'service' is a required"),
-        ("{image: x, depends_on: {db: 1}}", "services.web.depends_on.db", "an object, or a null"),
+        ("{image: x, depends_on: {db: 1}}", "services.web.depends_on.db", "it should be an object"),
         ("[1, 2]", "services.web", "it should be an object"),
         ("{image: x, bogus: 1}", "services.web.bogus", "Unsupported config option"),
     ],

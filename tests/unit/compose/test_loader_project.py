@@ -81,7 +81,9 @@ def test_depends_on_and_networks_shapes() -> None:
         "    networks: [front, back]\n"
         "  api:\n"
         "    image: x\n"
-        "    depends_on: {db: {condition: service_healthy, restart: true}, cache: {}}\n"
+        "    depends_on:\n"
+        "      db: {condition: service_healthy, restart: true}\n"
+        "      cache: {condition: service_started}\n"
         "    networks: {front: {aliases: [a]}, back: null}\n"
     )
     services = config["services"]
@@ -141,13 +143,13 @@ def test_bind_sources_are_absolute_and_other_volumes_kept() -> None:
 def test_short_syntax_keys_are_left_as_written() -> None:
     text = (
         "services:\n  web:\n    image: x\n    ports: ['8000:80', 9000]\n"
-        "    command: sh -c 'echo hi'\n    healthcheck: {test: [CMD, true], interval: 1m30s}\n"
+        "    command: sh -c 'echo hi'\n    healthcheck: {test: [CMD, 'true'], interval: 1m30s}\n"
         "    dns: 1.1.1.1\n    tmpfs: /run\n"
     )
     service = web(text)
     assert service["ports"] == ["8000:80", 9000]
     assert service["command"] == "sh -c 'echo hi'"
-    assert service["healthcheck"] == {"interval": "1m30s", "test": ["CMD", True]}
+    assert service["healthcheck"] == {"interval": "1m30s", "test": ["CMD", "true"]}
     assert service["dns"] == ["1.1.1.1"]
     assert service["tmpfs"] == ["/run"]
 
