@@ -694,6 +694,17 @@ def _cgroupns_mode(config: ContainerConfig, host: HostFacts) -> str:
     return "private" if host.cgroup_version == 2 else "host"
 
 
+# The default profile resolved per (bounding set, arch, kernel): the same few sets recur
+# (Docker's default capabilities, give or take a cap-add), and resolving ~400 rules was a
+# tenth of the daemon's CPU per container start. The value is shared by every spec built
+# from it, so it is never mutated (specs are serialised as built). The profile is kept in
+# the entry so a reused id() can never match another profile.
+_SECCOMP_RESOLVED: dict[
+    tuple[int, frozenset[str], str, tuple[int, ...]], tuple[seccomp.Profile, dict[str, Any] | None]
+] = {}
+_SECCOMP_RESOLVED_MAX = 64
+
+
 def _seccomp(
     config: ContainerConfig,
     opts: _SecurityOptions,
@@ -707,12 +718,21 @@ def _seccomp(
         return None
 
     def resolve(profile: seccomp.Profile) -> dict[str, Any] | None:
+        key = (id(profile), frozenset(bounding), host.arch, tuple(host.kernel))
+        cached = _SECCOMP_RESOLVED.get(key)
+        if cached is not None and cached[0] is profile:
+            return cached[1]
         try:
-            return seccomp.to_oci(
+            resolved = seccomp.to_oci(
                 profile, capabilities=bounding, arch=host.arch, kernel=host.kernel
             )
         except seccomp.SeccompError as exc:
             raise InvalidParameter(str(exc)) from None
+        if profile is default_profile:
+            if len(_SECCOMP_RESOLVED) >= _SECCOMP_RESOLVED_MAX:
+                _SECCOMP_RESOLVED.clear()
+            _SECCOMP_RESOLVED[key] = (profile, resolved)
+        return resolved
 
     def load(text: str) -> seccomp.Profile:
         try:
