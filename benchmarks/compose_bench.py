@@ -270,8 +270,10 @@ def main() -> int:
 def print_table(
     samples: dict[str, dict[str, dict[int, list[float]]]], sizes: list[int]
 ) -> list[dict[str, Any]]:
-    """One row per step and size: reference, each column's median, dockyard/docker-compose."""
-    headers = ["reference", "docker-compose", "dockyard", FLOOR, "ratio"]
+    """One row per step and size: reference, each column's median, dockyard/docker-compose,
+    and the ratio of the tools' own overheads (their time minus the engine floor's, the
+    engine work both must wait for)."""
+    headers = ["reference", "docker-compose", "dockyard", FLOOR, "ratio", "overhead ratio"]
     print(f"{'row':24} " + " ".join(f"{h:>14}" for h in headers))
     rows = []
     for step in ("up", "down"):
@@ -283,10 +285,17 @@ def print_table(
             }
             ref, ours = medians.get("docker-compose"), medians.get("dockyard")
             ratio = ours / ref if ref and ours is not None else None
+            floor = medians.get(FLOOR)
+            overhead_ratio = (
+                (ours - floor) / (ref - floor)
+                if ref is not None and ours is not None and floor is not None and ref > floor
+                else None
+            )
             reference = REFERENCE_S.get((step, services))
             rows.append({"row": f"{step} {services}", "reference_s": reference, **medians})
             rows[-1]["ratio"] = ratio
-            values = (reference, ref, ours, medians.get(FLOOR), ratio)
+            rows[-1]["overhead_ratio"] = overhead_ratio
+            values = (reference, ref, ours, floor, ratio, overhead_ratio)
             cells = [f"{v:.2f}" if v is not None else "-" for v in values]
             label = f"{'up -d' if step == 'up' else 'down'}, {services} services (s)"
             print(f"{label:24} " + " ".join(f"{c:>14}" for c in cells))

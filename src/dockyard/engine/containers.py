@@ -110,6 +110,10 @@ class _Writer:
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
 
+def _write_record(path: Path, record: ContainerRecord) -> None:
+    write_atomic(path, json.dumps(record.to_json(), sort_keys=True).encode())
+
+
 class ContainerStore:
     """The records under `root` (`<data-root>/containers`), cached in memory.
 
@@ -225,10 +229,10 @@ class ContainerStore:
                 if record is None:  # removed meanwhile: nothing left to write
                     writer.written = target
                     break
-                data = json.dumps(record.to_json(), sort_keys=True).encode()
                 try:
+                    # Serialised on the worker thread too: a record is an immutable value.
                     await asyncio.to_thread(
-                        write_atomic, self.container_dir(container_id) / RECORD_FILE, data
+                        _write_record, self.container_dir(container_id) / RECORD_FILE, record
                     )
                 except OSError as e:
                     logger.error("container %s: record not written: %s", container_id[:12], e)
