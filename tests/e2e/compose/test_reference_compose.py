@@ -38,13 +38,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.compose.conftest import free_port, project_objects, remove_project
+from tests.e2e.compose.conftest import free_port, project_objects, remove_project, run_compose
 from tests.e2e.engine.test_daemon_cli import DOCKYARD_CLI, DaemonProcess
 from tests.support.compose_reference import (
     COMPOSE_VERSION,
     docker_compose_or_fail,
     run_docker_compose,
 )
+from tests.support.dockerd import DOCKER_CLI
+from tests.support.dockerd import DaemonProcess as ReferenceDaemon
 
 pytestmark = pytest.mark.e2e
 
@@ -443,3 +445,51 @@ def test_building_the_example_leaves_no_volume(
         status, listed = compose_daemon.api("GET", "/volumes")
         for volume in {v["Name"] for v in listed["Volumes"] or []} - before:
             compose_daemon.api("DELETE", f"/volumes/{volume}?force=1")
+
+
+def test_example_app_with_dockyard_compose_on_the_real_dockerd(
+    compose_daemon: DaemonProcess,
+    debian_python3: str,
+    dockerd: ReferenceDaemon,
+    tmp_path: Path,
+) -> None:
+    """The same compose.yaml, brought up by dockyard compose against dockerd 20.10 (Compose
+    talks only the Engine API): the base image moves over with `docker save | docker load`,
+    dockerd builds both services, web counts visits in the backend by its service name,
+    and `down -v --rmi local` leaves nothing of the project on dockerd."""
+    archive = tmp_path / "debian.tar"
+    saved = subprocess.run(
+        [DOCKER_CLI, "save", "-o", str(archive), "debian:bookworm"],
+        env={**compose_daemon.env},
+        capture_output=True,
+        text=True,
+        timeout=BOOTSTRAP_TIMEOUT_S,
+        check=False,
+    )
+    assert saved.returncode == 0, saved.stderr
+    loaded = subprocess.run(
+        [DOCKER_CLI, "load", "-i", str(archive)],
+        env={**dockerd.env},
+        capture_output=True,
+        text=True,
+        timeout=BOOTSTRAP_TIMEOUT_S,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    name = f"dyexd{secrets.token_hex(3)}"
+    port = free_port()
+    env = {"LANG": "C.UTF-8", "WEB_PORT": str(port)}
+    args = ("-f", "compose.yaml", "-p", name)
+    try:
+        run_compose(dockerd, *args, "up", "-d", "--build", cwd=EXAMPLE_DIR, env=env)
+        url = f"http://127.0.0.1:{port}/"
+        assert get_when_served(url) == "Hello from Docker! I have been seen 1 times.\n"
+        assert get_when_served(url) == "Hello from Docker! I have been seen 2 times.\n"
+        run_compose(dockerd, *args, "down", "-v", "--rmi", "local", cwd=EXAMPLE_DIR, env=env)
+        assert project_objects(dockerd, name) == {"containers": [], "networks": [], "volumes": []}
+        for image in (f"{name}-web", f"{name}-redis", f"{name}_web", f"{name}_redis"):
+            status, _ = dockerd.api("GET", f"/images/{image}/json")
+            assert status == 404, f"{image} is left on dockerd"
+    finally:
+        remove_project(dockerd, name)
+        dockerd.api("DELETE", "/images/debian:bookworm?force=1")
