@@ -96,6 +96,7 @@ PURE_MODULES = [
     "compose/model/service.py",
     "compose/model/project.py",
     "compose/graph.py",
+    "compose/http_wire.py",
     "compose/labels.py",
     "compose/plan.py",
     "compose/progress.py",

@@ -30,7 +30,6 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import click
-import httpx
 
 from dockyard.compose import labels as lb
 from dockyard.compose.client import EngineClient, EngineError, tls_context
@@ -43,6 +42,7 @@ from dockyard.compose.hijack import (
     stream_modes,
     terminal_size,
 )
+from dockyard.compose.http import HTTPError
 from dockyard.compose.loader.core import LoadedProject
 from dockyard.compose.loader.errors import ComposeFileError
 from dockyard.compose.model import ComposeModelError, Project, parse_port, project_from_dict
@@ -131,7 +131,7 @@ def _execute(
         return asyncio.run(main())
     except (ComposeRunError, EngineError, ComposeModelError) as err:
         _fail(str(err))
-    except (OSError, httpx.HTTPError) as err:
+    except (OSError, HTTPError) as err:
         # the engine went away mid-command (a reset socket, a read timeout)
         _fail(f"error during connect: {err}")  # the docker CLI's prefix
     except KeyboardInterrupt:

@@ -9,10 +9,10 @@ output the other — raw bytes with a TTY, Docker's 8-byte-header frames (stdcop
 
 The module has two halves:
 
-- A pure, sans-I/O half (``upgrade_request``, ``parse_response_head``, ``error_body_length``,
-  ``dechunk``, ``OutputDecoder``, ``stream_modes``): bytes and values in, bytes and values
-  out; no sockets, no terminal, no clock. It is what tests/unit/compose/test_hijack.py
-  covers; it imports nothing impure and could move to a module of its own unchanged.
+- A pure, sans-I/O half (``error_body_length``, ``OutputDecoder``, ``stream_modes``, and
+  re-exported from ``compose/http_wire.py``, compose's one HTTP parser: ``upgrade_request``,
+  ``parse_response_head``, ``dechunk``): bytes and values in, bytes and values out; no
+  sockets, no terminal, no clock. It is what tests/unit/compose/test_hijack.py covers.
 - A thin driver (``open_hijack``, ``Session.pump``, ``raw_terminal``, ``terminal_size``,
   ``resize_with_retry``): connects where the client's
   :class:`~dockyard.compose.client.EngineAddress` points (unix socket, TCP, TCP+TLS with
@@ -53,7 +53,10 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
+from dockyard.compose import http_wire
 from dockyard.compose.client import (
+    DEFAULT_TCP_PORT,
+    DEFAULT_TLS_PORT,
     STDERR,
     EngineAddress,
     EngineError,
@@ -61,6 +64,7 @@ from dockyard.compose.client import (
     demultiplex,
     error_from_answer,
 )
+from dockyard.compose.http_wire import MAX_HEAD_BYTES, ResponseHead, dechunk, upgrade_request
 
 __all__ = [
     "MAX_ERROR_BODY_BYTES",
@@ -81,7 +85,6 @@ __all__ = [
     "upgrade_request",
 ]
 
-MAX_HEAD_BYTES = 64 << 10  # Go's net/http DefaultMaxHeaderBytes is 1 MiB; moby's are < 1 KiB
 MAX_ERROR_BODY_BYTES = 1 << 20
 STDIN_CHUNK_BYTES = 32 << 10  # the docker CLI copies stdin with io.Copy's 32 KiB buffer
 STDIN_QUEUE_CHUNKS = 16  # at most 512 KiB of stdin read ahead of the engine
@@ -89,7 +92,6 @@ STDIN_QUEUE_CHUNKS = 16  # at most 512 KiB of stdin read ahead of the engine
 # come before the process exists; it is retried this many times, 10 ms x attempt apart.
 RESIZE_ATTEMPTS = 10
 RESIZE_RETRY_STEP_S = 0.01
-_CRLF = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -103,67 +105,14 @@ class HijackProtocolError(EngineError):
 # --- pure: the upgrade request and its answer ---------------------------------------------
 
 
-@dataclass(frozen=True)
-class ResponseHead:
-    """The status line and headers of the answer to an upgrade request."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
-
-    @property
-    def upgraded(self) -> bool:
-        """101 is the hijack; 200 is what engines before API 1.24 answer (and what moby
-        answers to a request without ``Upgrade``): the stream follows the head either way."""
-        return self.status in (101, 200)
-
-
-def upgrade_request(method: str, target: str, *, host: str, body: bytes | None = None) -> bytes:
-    """The bytes of a hijack request (docker CLI ``postHijacked``): ``Connection: Upgrade``
-    and ``Upgrade: tcp``, a JSON body when given."""
-    lines = [
-        f"{method} {target} HTTP/1.1",
-        f"Host: {host}",
-        "User-Agent: dockyard-compose",
-        "Connection: Upgrade",
-        "Upgrade: tcp",
-    ]
-    if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    else:
-        lines.append("Content-Length: 0")
-    return "\r\n".join(lines).encode("latin-1") + _HEAD_END + (body or b"")
-
-
 def parse_response_head(raw: bytes) -> ResponseHead:
-    """Parse ``HTTP/1.x STATUS REASON`` and the header lines of ``raw`` (the head, with or
-    without its final empty line). Raises :class:`HijackProtocolError` on anything else."""
-    if len(raw) > MAX_HEAD_BYTES:
-        raise HijackProtocolError(f"the engine's answer head exceeds {MAX_HEAD_BYTES} bytes")
-    text = raw.decode("latin-1")
-    if text.endswith("\r\n\r\n"):
-        text = text[:-4]
-    status_line, *header_lines = text.split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise HijackProtocolError(f"malformed HTTP response {status_line!r}")
-    headers: list[tuple[str, str]] = []
-    for line in header_lines:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise HijackProtocolError(f"malformed HTTP header line {line!r}")
-        headers.append((name.lower(), value.strip()))
-    return ResponseHead(int(code), reason, tuple(headers))
+    """The engine's answer head (``http_wire.parse_response_head``); a malformed one is a
+    :class:`HijackProtocolError`, an :class:`EngineError` as every failure of the
+    attach that the CLI reports."""
+    try:
+        return http_wire.parse_response_head(raw)
+    except http_wire.ProtocolError as err:
+        raise HijackProtocolError(str(err)) from None
 
 
 def error_body_length(head: ResponseHead) -> int | None:
@@ -173,26 +122,6 @@ def error_body_length(head: ResponseHead) -> int | None:
     if value is None or not value.isdigit():
         return None
     return min(int(value), MAX_ERROR_BODY_BYTES)
-
-
-def dechunk(body: bytes) -> bytes:
-    """The payload of a ``Transfer-Encoding: chunked`` body read whole (an error answer
-    is small); an incomplete or malformed chunk ends the payload where it stands."""
-    out = bytearray()
-    rest = body
-    while rest:
-        size_line, sep, rest = rest.partition(_CRLF)
-        if not sep:
-            break
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out += rest[:size]
-        rest = rest[size + len(_CRLF) :]
-    return bytes(out)
 
 
 class OutputDecoder:
@@ -512,7 +441,7 @@ async def _connect(
         return reader, writer, "docker"  # the docker CLI's dummy host for a unix socket
     parts = urlsplit(address.base_url)
     context = ssl_context if parts.scheme == "https" else None
-    port = parts.port or (443 if context is not None else 80)
+    port = parts.port or (DEFAULT_TLS_PORT if context is not None else DEFAULT_TCP_PORT)
     reader, writer = await asyncio.open_connection(parts.hostname, port, limit=MAX_HEAD_BYTES)
     if context is None:
         return reader, writer, parts.netloc
