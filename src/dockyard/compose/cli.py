@@ -975,6 +975,21 @@ def port_command(
     _execute(_global(ctx), work)
 
 
+@compose.command("version")
+@click.option("--short", is_flag=True, help="Shows only the version number.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["pretty", "json"]), default="pretty")
+def version_command(short: bool, fmt: str) -> None:
+    """Show the dockyard compose version (no file or engine needed, as Compose)."""
+    from dockyard import __version__
+
+    if short:
+        click.echo(__version__)
+    elif fmt == "json":
+        click.echo(json.dumps({"version": __version__}))
+    else:
+        click.echo(f"dockyard compose version {__version__}")
+
+
 @compose.command("images")
 @click.option("-q", "--quiet", is_flag=True, help="Only display IDs.")
 @click.argument("services", nargs=-1)

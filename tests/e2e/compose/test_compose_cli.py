@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -713,3 +715,19 @@ def test_pull_never_with_a_missing_image_starts_nothing(
         "networks": [],
         "volumes": [],
     }
+
+
+def test_version_needs_no_file_and_no_engine(tmp_path: Path) -> None:
+    """As Compose: `version` works in an empty directory with no engine reachable."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+
+    def version(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "dockyard", "compose", "version", *args]
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    pretty, short, as_json = version(), version("--short"), version("-f", "json")
+    assert (pretty.returncode, short.returncode, as_json.returncode) == (0, 0, 0)
+    version = short.stdout.strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version), short.stdout
+    assert pretty.stdout == f"dockyard compose version {version}\n"
+    assert json.loads(as_json.stdout) == {"version": version}
