@@ -731,3 +731,20 @@ def test_version_needs_no_file_and_no_engine(tmp_path: Path) -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version), short.stdout
     assert pretty.stdout == f"dockyard compose version {version}\n"
     assert json.loads(as_json.stdout) == {"version": version}
+
+
+def test_a_file_from_standard_input(tmp_path: Path) -> None:
+    """`-f -` (docker-compose 1.29.2, docker compose v2): the file is read from stdin, the
+    project directory is the current one, and relative bind paths resolve from there."""
+    text = "services:\n  app:\n    image: busybox\n    volumes: ['./data:/data']\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "dockyard", "compose", "-f", "-", "-p", "fromstdin", "config"],
+        cwd=tmp_path,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "name: fromstdin" in result.stdout
+    assert f"- {tmp_path}/data:/data" in result.stdout, result.stdout

@@ -17,6 +17,7 @@ Files are read as UTF-8 (a BOM allowed, as compose-go). The number of rounds is 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 from dockyard.compose.loader import discovery
@@ -29,6 +30,7 @@ from dockyard.compose.loader.core import (
 from dockyard.compose.loader.errors import ComposeFileError, FileNeeded
 
 MAX_FILES = 256
+STDIN_PATH = "-"
 
 
 def _read(path: str) -> str | None:
@@ -91,8 +93,18 @@ def load_project(
     interpolation_environ = project_environment(process_environ, env_texts)
 
     warnings: tuple[str, ...] = ()
+    from_stdin: dict[str, str] = {}
     if paths:
-        config_files = [os.path.abspath(path) for path in paths]
+        config_files = []
+        for path in paths:
+            if path == STDIN_PATH:
+                # `-f -`: the file comes from standard input and the project directory is
+                # the current one (docker-compose 1.29.2, docker compose v2); it is named
+                # `-` in that directory, so relative paths in it resolve from there.
+                path = os.path.join(start_directory, STDIN_PATH)
+                if path not in from_stdin:
+                    from_stdin[path] = sys.stdin.read()
+            config_files.append(os.path.abspath(path))
     elif interpolation_environ.get("COMPOSE_FILE"):
         config_files = [
             os.path.abspath(path)
@@ -116,7 +128,9 @@ def load_project(
         profiles=tuple(profiles),
         explicit_services=tuple(explicit_services),
     )
-    contents: dict[str, str | None] = {path: _read(path) for path in config_files}
+    contents: dict[str, str | None] = {
+        path: from_stdin[path] if path in from_stdin else _read(path) for path in config_files
+    }
     for _ in range(MAX_FILES):
         try:
             loaded = load_config(config_files, contents, options)
