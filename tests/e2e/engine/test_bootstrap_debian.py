@@ -173,6 +173,33 @@ def test_a_second_bootstrap_is_a_cache_hit(daemon: DaemonProcess, debian_cache: 
     assert "imported from the cached rootfs" in status
 
 
+def test_an_image_built_from_it_is_never_taken_for_it(
+    daemon: DaemonProcess, debian_cache: Path, tmp_path: Path
+) -> None:
+    """Images built FROM the bootstrap image inherit its key label; a cache hit must still
+    tag the bootstrap image itself (it once tagged such a child `debian:bookworm`, and the
+    next build's base became an app image)."""
+    first = ensure_debian(daemon, debian_cache)
+    context = tmp_path / "child"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM debian:bookworm\nRUN true\nEXPOSE 6379\n")
+    daemon.docker("build", "-t", "dy-child:1", str(context))
+    try:
+        child = json.loads(daemon.docker("image", "inspect", "dy-child:1").stdout)[0]
+        assert child["Config"]["Labels"][KEY_LABEL]  # inherited, as Docker's LABELs are
+        # Both tags moved away: the store holds the base (untagged) and its child.
+        daemon.docker("tag", "busybox:latest", "debian:bookworm")
+        daemon.docker("tag", "busybox:latest", "debian:12")
+        again, status = succeeded(bootstrap(daemon.data_root, "debian", "bookworm", offline=True))
+        assert again == first != child["Id"]
+        assert status.startswith("debian:bookworm, debian:12: cached"), status
+        base = json.loads(daemon.docker("image", "inspect", "debian:bookworm").stdout)[0]
+        assert base["Id"] == first and len(base["RootFS"]["Layers"]) == 1
+        assert "6379/tcp" not in (base["Config"].get("ExposedPorts") or {})
+    finally:
+        daemon.docker("rmi", "dy-child:1")
+
+
 def test_include_installs_packages(daemon: DaemonProcess, debian_cache: Path) -> None:
     plain_id = ensure_debian(daemon, debian_cache)
     image_id, status = succeeded(

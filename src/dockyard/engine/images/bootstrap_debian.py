@@ -695,9 +695,16 @@ class _Cache:
 
 
 def _find_image(store: ImageStore, key: str) -> str | None:
+    """The recipe's own image: labelled with its key, one layer and one history entry (the
+    mmdebstrap run). The label alone is not enough: LABELs are inherited, so every image
+    built FROM it carries the key too (with the same single layer when its steps add no
+    files), and tagging such a child `debian:bookworm` made the next build's base the child
+    (an app image built on the redis image it was built beside)."""
     for record in store.list():
         config = record.config.config
-        if config is not None and (BOOTSTRAP_KEY_LABEL, key) in (config.labels or ()):
+        if config is None or (BOOTSTRAP_KEY_LABEL, key) not in (config.labels or ()):
+            continue
+        if len(record.config.rootfs.diff_ids) == 1 and len(record.config.history) == 1:
             return record.id
     return None
 
