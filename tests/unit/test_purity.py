@@ -84,6 +84,7 @@ PURE_MODULES = [
     "compose/loader/normalize.py",
     "compose/loader/merge.py",
     "compose/loader/extends.py",
+    "compose/loader/include.py",
     "compose/loader/discovery.py",
     "compose/loader/core.py",
     "compose/model/__init__.py",

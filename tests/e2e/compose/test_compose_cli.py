@@ -748,3 +748,29 @@ def test_a_file_from_standard_input(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "name: fromstdin" in result.stdout
     assert f"- {tmp_path}/data:/data" in result.stdout, result.stdout
+
+
+def test_include_reads_the_included_files_and_their_env(tmp_path: Path) -> None:
+    """The compose-spec's `include`, through the CLI's file reads: the included file, its
+    project's .env, and its relative paths resolved against its own directory."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "db").mkdir()
+    (tmp_path / "app" / "compose.yaml").write_text(
+        "include: [../db/compose.yaml]\n"
+        "services:\n  web:\n    image: busybox\n    depends_on: [db]\n"
+    )
+    (tmp_path / "db" / "compose.yaml").write_text(
+        "services:\n  db:\n    image: busybox:${DB_TAG}\n    volumes: ['./data:/data']\n"
+    )
+    (tmp_path / "db" / ".env").write_text("DB_TAG=1.36\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "dockyard", "compose", "config"],
+        cwd=tmp_path / "app",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "image: busybox:1.36" in result.stdout
+    assert f"- {tmp_path}/db/data:/data" in result.stdout
+    assert "name: app" in result.stdout

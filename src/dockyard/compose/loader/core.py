@@ -41,6 +41,7 @@ from dockyard.compose.loader.dotenv import parse_dotenv
 from dockyard.compose.loader.errors import ComposeFileError, FileNeeded
 from dockyard.compose.loader.extends import ServiceFile, resolve_all_extends
 from dockyard.compose.loader.formats import SpecFile, to_spec_shape
+from dockyard.compose.loader.include import include_chain_error, merge_imported, parse_includes
 from dockyard.compose.loader.interpolation import interpolate_tree
 from dockyard.compose.loader.merge import merge_section, merge_services
 from dockyard.compose.loader.normalize import normalize_section_entry, normalize_service
@@ -154,9 +155,14 @@ class _Loader:
 
 
 def load_config(
-    config_files: Sequence[str], contents: Mapping[str, str | None], options: LoadOptions
+    config_files: Sequence[str],
+    contents: Mapping[str, str | None],
+    options: LoadOptions,
+    *,
+    include_chain: tuple[str, ...] = (),
 ) -> LoadedProject:
-    """Load and merge ``config_files`` (absolute paths, in ``-f`` order) into one project."""
+    """Load and merge ``config_files`` (absolute paths, in ``-f`` order) into one project.
+    `include_chain`: the files whose ``include`` led here (for an included application)."""
     if not config_files:
         raise ComposeFileError("no configuration file provided: not found")
     loader = _Loader(contents, options)
@@ -190,6 +196,7 @@ def load_config(
 
     services: dict[str, dict[str, Any]] = {}
     sections: dict[str, dict[str, dict[str, Any]]] = {section: {} for section in SECTIONS}
+    imported = _load_includes(specs, contents, loader.environ, options, include_chain)
     for spec in specs:
         for name, service in loader.normalized_services(spec, project_dir).items():
             base = services.get(name)
@@ -207,6 +214,12 @@ def load_config(
     resolved = resolve_all_extends(main, loader.extends_file)
     for name, service in resolved.items():
         resolved[name] = _resolve_environment(service, name, contents, loader.environ)
+    # The included applications' resources, loaded and resolved on their own; a name this
+    # application defines too must have the same definition.
+    for file, included in imported:
+        merge_imported(resolved, included["services"], "services", file)
+        for section in SECTIONS:
+            merge_imported(sections[section], included[section], section, file)
 
     selected = _select_profiles(resolved, options, loader.environ)
     config: dict[str, Any] = {
@@ -221,6 +234,48 @@ def load_config(
         config_files=tuple(config_files),
         environ=dict(options.environ),
     )
+
+
+def _load_includes(
+    specs: Sequence[SpecFile],
+    contents: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    options: LoadOptions,
+    chain: tuple[str, ...],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each ``include`` of the files, loaded as an application of its own (see include.py):
+    (the including file, its canonical config), in order."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for spec in specs:
+        for item in parse_includes(spec.include, spec.file, options.project_directory):
+            for path in item.paths:
+                if path in chain or path == spec.file:
+                    raise include_chain_error((*chain, spec.file), path)
+            env_files = item.env_files or (posixpath.join(item.project_directory, ".env"),)
+            from_files: dict[str, str] = {}
+            for env_path in env_files:
+                text = _text(contents, env_path)
+                if text is None:
+                    if item.env_files:  # named explicitly: it must exist
+                        raise ComposeFileError(
+                            f"Couldn't find env file: {env_path}", file=spec.file, key="include"
+                        )
+                    continue
+                from_files.update(parse_dotenv(text, env_path, {**environ, **from_files}))
+            included = load_config(
+                item.paths,
+                contents,
+                LoadOptions(
+                    project_directory=item.project_directory,
+                    # compose-go: the including environment, the include's env files over it
+                    environ={**environ, **from_files},
+                    project_name=options.project_name or environ.get("COMPOSE_PROJECT_NAME"),
+                    profiles=("*",),  # the including application selects profiles
+                ),
+                include_chain=(*chain, spec.file),
+            )
+            out.append((spec.file, included.config))
+    return out
 
 
 def _version_label(spec: SpecFile) -> str:

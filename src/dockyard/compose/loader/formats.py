@@ -48,6 +48,7 @@ class SpecFile:
     name: str | None
     services: dict[str, dict[str, Any]]
     sections: dict[str, dict[str, Any]]
+    include: Any = None  # the raw `include` list (include.py reads it against a directory)
 
     @property
     def legacy_v1(self) -> bool:
@@ -65,6 +66,8 @@ def detect_format(raw: dict[str, Any], file: str) -> FileFormat:
             return "spec"
         if "services" in raw or "name" in raw:
             return "spec"
+        if isinstance(raw.get("include"), list):
+            return "spec"  # a v1 service is a mapping: `include: [...]` is the spec's key
         return "v1"
     if isinstance(version, dict):
         # 1.29.2: "Assuming 'version' is the name of a service": a v1 file.
@@ -144,7 +147,7 @@ def to_spec_shape(raw: Any, file: str, known_services: Collection[str] = ()) -> 
     name = top.get("name")
     if name is not None:
         schema.check_type(name, ("string",), "name", file)
-    return SpecFile(file, file_format, name, services, sections)
+    return SpecFile(file, file_format, name, services, sections, top.get("include"))
 
 
 def _refuse_unknown_top_level(raw: dict[str, Any], allowed: Collection[str], file: str) -> None:

@@ -113,7 +113,9 @@ _ITEM_TYPES: Mapping[str, tuple[str, ...]] = {
 
 _SCALAR_VALUE = (_STRING, _NUMBER, _BOOLEAN, _NULL)
 
-TOP_LEVEL_KEYS = ("version", "name", "services", "networks", "volumes", "configs", "secrets")
+TOP_LEVEL_KEYS = (
+    "version", "name", "include", "services", "networks", "volumes", "configs", "secrets"
+)  # fmt: skip
 
 
 def json_type(value: Any) -> str:
