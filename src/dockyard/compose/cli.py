@@ -718,20 +718,30 @@ def pull_command(ctx: click.Context, ignore_pull_failures: bool, services: tuple
 
     async def work(runner: Runner) -> None:
         names = _known_services(runner, services)
+
+        async def pull(name: str, image: str) -> EngineError | None:
+            try:
+                await runner.pull_image(image, name)
+            except EngineError as err:
+                runner.progress.update("Image", name, "Error", done=True)
+                return err
+            return None
+
         with _animated(runner.progress):
-            for name in names:
-                service = runner.project.services[name]
-                if service.image is None:
-                    continue  # build-only: nothing to pull (1.29.2 and v2 skip it)
-                try:
-                    await runner.pull_image(service.image, name)
-                except EngineError as err:
-                    if not ignore_pull_failures:
-                        raise
-                    # 1.29.2 Service.pull(ignore_pull_failures): the error is reported and
-                    # the other services are still pulled
-                    runner.progress.update("Image", name, "Error", done=True)
-                    runner.progress.warn(f"{name}: {err}")
+            # In parallel, as 1.29.2 (parallel_pull) and Compose v2: every pull runs to its
+            # end, then a failure is reported; build-only services have nothing to pull.
+            pulls = [
+                (name, image)
+                for name in names
+                if (image := runner.project.services[name].image) is not None
+            ]
+            results = await asyncio.gather(*(pull(name, image) for name, image in pulls))
+        failures = [(name, err) for (name, _), err in zip(pulls, results, strict=True) if err]
+        if failures and not ignore_pull_failures:
+            raise failures[0][1]
+        for name, err in failures:
+            # 1.29.2 Service.pull(ignore_pull_failures): reported, the others pulled
+            runner.progress.warn(f"{name}: {err}")
 
     _execute(_global(ctx), work)
 
