@@ -717,31 +717,17 @@ def pull_command(ctx: click.Context, ignore_pull_failures: bool, services: tuple
     """Pull service images."""
 
     async def work(runner: Runner) -> None:
-        names = _known_services(runner, services)
-
-        async def pull(name: str, image: str) -> EngineError | None:
-            try:
-                await runner.pull_image(image, name)
-            except EngineError as err:
-                runner.progress.update("Image", name, "Error", done=True)
-                return err
-            return None
-
-        with _animated(runner.progress):
-            # In parallel, as 1.29.2 (parallel_pull) and Compose v2: every pull runs to its
-            # end, then a failure is reported; build-only services have nothing to pull.
-            pulls = [
-                (name, image)
-                for name in names
+        # Build-only services have nothing to pull (1.29.2 and v2 skip them).
+        await _transfer(
+            runner,
+            [
+                (name, image, name)
+                for name in _known_services(runner, services)
                 if (image := runner.project.services[name].image) is not None
-            ]
-            results = await asyncio.gather(*(pull(name, image) for name, image in pulls))
-        failures = [(name, err) for (name, _), err in zip(pulls, results, strict=True) if err]
-        if failures and not ignore_pull_failures:
-            raise failures[0][1]
-        for name, err in failures:
-            # 1.29.2 Service.pull(ignore_pull_failures): reported, the others pulled
-            runner.progress.warn(f"{name}: {err}")
+            ],
+            runner.pull_image,
+            ignore_failures=ignore_pull_failures,
+        )
 
     _execute(_global(ctx), work)
 
@@ -754,25 +740,47 @@ def push_command(ctx: click.Context, ignore_push_failures: bool, services: tuple
     """Push service images."""
 
     async def work(runner: Runner) -> None:
-        names = _known_services(runner, services)
-        with _animated(runner.progress):
-            for name in names:
-                service = runner.project.services[name]
-                if service.build is None or service.image is None:
-                    continue  # 1.29.2 pushes only services with both build and image
-                runner.progress.update("Image", service.image, "Pushing")
-                try:
-                    async for _ in runner.client.push(service.image):
-                        pass
-                except EngineError as err:
-                    if not ignore_push_failures:
-                        raise
-                    runner.progress.update("Image", service.image, "Error", done=True)
-                    runner.progress.warn(f"{name}: {err}")
-                    continue
-                runner.progress.update("Image", service.image, "Pushed", done=True)
+        wanted: dict[str, str] = {}  # image -> the first service naming it: pushed once
+        for name in _known_services(runner, services):
+            service = runner.project.services[name]
+            if service.build is not None and service.image is not None:
+                wanted.setdefault(service.image, name)  # 1.29.2: built images with a name
+        await _transfer(
+            runner,
+            [(name, image, image) for image, name in wanted.items()],
+            runner.push_image,
+            ignore_failures=ignore_push_failures,
+        )
 
     _execute(_global(ctx), work)
+
+
+async def _transfer(
+    runner: Runner,
+    items: Sequence[tuple[str, str, str]],
+    move: Callable[[str, str], Awaitable[None]],
+    *,
+    ignore_failures: bool,
+) -> None:
+    """Pull or push (`move(image, label)`) every (service, image, label) at once, as 1.29.2
+    (parallel_pull) and Compose v2 do; each runs to its end. A failure then fails the
+    command, or with --ignore-*-failures is a warning naming the service (1.29.2)."""
+
+    async def one(image: str, label: str) -> EngineError | None:
+        try:
+            await move(image, label)
+        except EngineError as err:
+            runner.progress.update("Image", label, "Error", done=True)
+            return err
+        return None
+
+    with _animated(runner.progress):
+        results = await asyncio.gather(*(one(image, label) for _, image, label in items))
+    failures = [(item[0], err) for item, err in zip(items, results, strict=True) if err]
+    if failures and not ignore_failures:
+        raise failures[0][1]
+    for name, err in failures:
+        runner.progress.warn(f"{name}: {err}")
 
 
 def _known_services(runner: Runner, services: Sequence[str]) -> list[str]:

@@ -439,6 +439,12 @@ class Runner:
             pass
         self.progress.update("Image", label, "Pulled", done=True)
 
+    async def push_image(self, image: str, label: str) -> None:
+        self.progress.update("Image", label, "Pushing")
+        async for _ in self.client.push(image):
+            pass
+        self.progress.update("Image", label, "Pushed", done=True)
+
     async def ensure_images(
         self, names: Sequence[str], settings: UpSettings
     ) -> dict[str, str | None]:

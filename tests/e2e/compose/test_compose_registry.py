@@ -23,21 +23,12 @@ import pytest
 
 from tests.e2e.compose.conftest import ComposeRun, ProjectDir, free_port
 from tests.e2e.engine.test_daemon_cli import DaemonProcess
-from tests.support.registry import RegistryProcess, start_registry
+from tests.support.registry import RegistryProcess
 
 pytestmark = pytest.mark.e2e
 
 HTTP_TIMEOUT_S = 10.0
 DOCKERFILE = "FROM busybox:latest\nRUN echo built > /built\n"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    process = start_registry(tmp_path_factory.mktemp("registry"))
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

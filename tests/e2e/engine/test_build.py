@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from tests.support.dockerd import DaemonProcess, dockerd_and_dockyard, run_docker_cli
-from tests.support.registry import RegistryProcess, start_registry
+from tests.support.registry import RegistryProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -679,15 +679,6 @@ def test_commit_matches_dockerd(engines: tuple[DaemonProcess, ...]) -> None:
             ok(daemon, "run", "--rm", "--network", "none", "diff/committed"),
         )
     assert results["dockyard"] == results["dockerd"]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    process = start_registry(tmp_path_factory.mktemp("registry"))
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def test_base_images_are_pulled_when_missing_and_with_pull(

@@ -74,15 +74,6 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daem
     assert not leaks, f"left behind: {leaks}"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    process = start_registry(tmp_path_factory.mktemp("registry"))
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
 def docker_ok(daemon: DaemonProcess, *args: str, env: dict[str, str] | None = None) -> str:
     result = run_docker_cli(args, env=env or daemon.env)
     assert result.returncode == 0, (
