@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from dockyard.tls.certs import CertKeyPair, make_ca, make_server_cert, write_pair
 from tests.support.netns import IP, pick_subnet
+from tests.support.servers import free_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 REMOTE_PORT = 5000
@@ -57,12 +58,6 @@ POLL_S = 0.02
 TOKEN_SERVICE = "dockyard-test-registry"
 TOKEN_ISSUER = "dockyard-test-token-issuer"
 TOKEN_TTL_S = 300
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,10 +23,26 @@ from pathlib import Path
 ETCD_BINARY = "/usr/bin/etcd"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Ports are picked below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+# 32768-60999 by default): a port bind(0) hands out comes from that range, where any
+# outgoing connection of the machine (the tests' own clients included) may take it before
+# the server the test starts binds it ("address already in use", seen in CI).
+FIXED_PORT_RANGE = (20000, 32767)
+_PORT_TRIES = 200
+_ports = random.SystemRandom()
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port free on `address` now, outside the ephemeral range."""
+    for _ in range(_PORT_TRIES):
+        port = _ports.randint(*FIXED_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {address} in {FIXED_PORT_RANGE}")
 
 
 @dataclass

@@ -28,6 +28,7 @@ import pytest
 from tests.e2e.engine.test_daemon_cli import DaemonProcess, running_daemon
 from tests.support.dockerd import DaemonProcess as ReferenceDaemon
 from tests.support.dockerd import load_busybox_into, start_dockerd
+from tests.support.servers import free_port
 
 COMPOSE_TIMEOUT_S = 120.0
 PROJECT_LABEL = "com.docker.compose.project"
@@ -131,15 +132,6 @@ def project_dir(compose_daemon: DaemonProcess) -> Iterator[ProjectDir]:
             remove_project(compose_daemon, name)
         finally:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 __all__ = [

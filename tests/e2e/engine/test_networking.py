@@ -32,6 +32,7 @@ import pytest
 
 from tests.e2e.engine.test_daemon_cli import COMMAND_TIMEOUT_S, DaemonProcess, running_daemon
 from tests.support.registry import RemoteHost, remote_host
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -69,12 +70,6 @@ def host_snapshot() -> dict[str, list[str]]:
         "mounts": mounts,
         "netns": sorted(netns.stdout.split()),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout_s: float = 5.0) -> str:
@@ -167,7 +162,7 @@ def inspect(daemon: DaemonProcess, name: str) -> dict[str, object]:
 def test_published_port_from_loopback_host_address_and_remote_host(
     daemon: DaemonProcess, remote: RemoteHost
 ) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     run_d(daemon, "--name", "web", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
     cid = inspect(daemon, "web")["Id"]
     body = await_http(f"http://127.0.0.1:{port}/")
@@ -186,7 +181,7 @@ def test_published_port_from_loopback_host_address_and_remote_host(
 
 
 def test_port_conflicts_are_refused_clearly(daemon: DaemonProcess) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     run_d(daemon, "--name", "holder", "-p", f"{port}:80", "busybox", "sleep", "600")
     again = daemon.docker(
         "run", "-d", "--name", "second", "-p", f"{port}:80", "busybox", "sleep", "600", check=False
@@ -339,7 +334,7 @@ def forward_policy_drop() -> Iterator[None]:
 def test_egress_and_published_ports_survive_a_forward_policy_of_drop(
     daemon: DaemonProcess, remote: RemoteHost, remote_web: str
 ) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     run_d(daemon, "--name", "dropweb", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
     body = await_http(f"http://127.0.0.1:{port}/")
     with forward_policy_drop():
@@ -405,7 +400,7 @@ def test_sdk_network_volume_and_published_port(daemon: DaemonProcess) -> None:
     try:
         net = client.networks.create("sdknet", labels={"by": "sdk"})
         vol = client.volumes.create("sdkvol", labels={"by": "sdk"})
-        port = free_port()
+        port = free_port("0.0.0.0")
         ctr = client.containers.run(
             "busybox",
             ["sh", "-c", WEB_SCRIPT],
@@ -433,7 +428,7 @@ def test_sdk_network_volume_and_published_port(daemon: DaemonProcess) -> None:
 
 
 def test_daemon_restart_keeps_ports_names_and_adds_no_duplicates(daemon: DaemonProcess) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     daemon.docker("network", "create", "stay")
     run_d(
         daemon,
@@ -476,7 +471,7 @@ def test_daemon_restart_keeps_ports_names_and_adds_no_duplicates(daemon: DaemonP
 def test_a_container_that_dies_while_the_daemon_is_killed_is_cleaned_up_at_restart(
     daemon: DaemonProcess,
 ) -> None:
-    port = free_port()
+    port = free_port("0.0.0.0")
     veths = {n for n in host_snapshot()["links"] if n.startswith("veth")}
     run_d(daemon, "--name", "doomed", "-p", f"{port}:80", "busybox", "sh", "-c", WEB_SCRIPT)
     await_http(f"http://127.0.0.1:{port}/")
