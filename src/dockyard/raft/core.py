@@ -38,6 +38,7 @@ Must not: do I/O, read a clock, or draw randomness except from the `rng` it is g
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -150,6 +151,9 @@ class RaftNode:
         self._read_queue: list[bytes] = []
         self._deferred_reads: list[Message] = []
         self.msgs: list[Message] = []
+        # How many of `msgs` the last `ready()` handed out (until `advance`): those are the
+        # driver's now, so coalescing (`_send_append`) only touches the ones after them.
+        self._msgs_handed_out = 0
         self.read_states: list[ReadState] = []
         self._prev_hard_state = hard_state
         self._prev_soft_state = SoftState(NONE, Role.FOLLOWER)
@@ -307,9 +311,13 @@ class RaftNode:
             entries=self.log.unstable_entries(),
             snapshot=self.log.pending_snapshot,
             committed_entries=self.log.next_committed_entries(),
-            messages=tuple(self.msgs),
+            messages=self._hand_out_messages(),
             read_states=tuple(self.read_states),
         )
+
+    def _hand_out_messages(self) -> tuple[Message, ...]:
+        self._msgs_handed_out = len(self.msgs)
+        return tuple(self.msgs)
 
     def advance(self, rd: Ready) -> None:
         """The driver did what `rd` asked: record it, and apply committed conf changes."""
@@ -318,6 +326,7 @@ class RaftNode:
         if rd.hard_state is not None:
             self._prev_hard_state = rd.hard_state
         del self.msgs[: len(rd.messages)]
+        self._msgs_handed_out = 0
         del self.read_states[: len(rd.read_states)]
         if rd.snapshot is not None:
             self.log.snapshot_applied(rd.snapshot)
@@ -755,6 +764,10 @@ class RaftNode:
             )
         if not entries and not send_if_empty:
             return False
+        if pr.state is ProgressState.REPLICATE and self._coalesce_append(
+            to, prev_index, prev_term, entries
+        ):
+            return True
         self._send(
             MK.APP,
             to=to,
@@ -765,6 +778,41 @@ class RaftNode:
         )
         pr.sent_entries(len(entries), entries[-1].index if entries else prev_index)
         return True
+
+    def _coalesce_append(
+        self, to: int, prev_index: int, prev_term: int, entries: tuple[Entry, ...]
+    ) -> bool:
+        """Fold an append into one to the same follower that waits in this Ready, when that
+        loses nothing (under load half of a leader's appends only carried a new commit index,
+        each costing a message, a decode, a step and an answer on both sides):
+
+        - a commit-only append (no entries) raises the commit index of the waiting one
+          instead of being sent (True: nothing more to send). A follower takes
+          min(commit, its last new entry), so a higher commit on an earlier append is what
+          the later one would have told it;
+        - an append with entries replaces a waiting commit-only one that checks the same
+          previous entry (the same consistency check, and a commit index at least as new).
+
+        Only the newest message to `to` is looked at, so the order of what the follower
+        receives is kept, and only messages no Ready has handed out yet."""
+        msgs = self.msgs
+        for i in range(len(msgs) - 1, self._msgs_handed_out - 1, -1):
+            waiting = msgs[i]
+            if waiting.to != to:
+                continue
+            if waiting.kind is not MK.APP or waiting.term != self.term:
+                return False
+            if not entries:
+                if waiting.commit != self.log.committed:
+                    msgs[i] = dataclasses.replace(waiting, commit=self.log.committed)
+                return True
+            if not waiting.entries and (waiting.index, waiting.log_term) == (
+                prev_index,
+                prev_term,
+            ):
+                del msgs[i]
+            return False
+        return False
 
     def _send_snapshot(self, to: int, pr: Progress) -> bool:
         if not pr.recent_active:
@@ -789,13 +837,34 @@ class RaftNode:
             commit = min(self.progress[node].match, self.log.committed)
             self._send(MK.HEARTBEAT, to=node, commit=commit, context=context)
 
+    def _accept_append(self, to: int, index: int) -> None:
+        """Answer an accepted append: our log matches the leader's up to `index`. An
+        acceptance still waiting in this Ready for the same leader and term, at or below
+        `index`, says less than this one (matching up to `index` includes it), so this one
+        takes its place: a follower stepping several appends between two Readies answers
+        once (the leader frees its in-flight appends up to the index it is told)."""
+        msgs = self.msgs
+        for i in range(len(msgs) - 1, self._msgs_handed_out - 1, -1):
+            waiting = msgs[i]
+            if waiting.to != to:
+                continue
+            if (
+                waiting.kind is MK.APP_RESP
+                and not waiting.reject
+                and waiting.term == self.term
+                and waiting.index <= index
+            ):
+                del msgs[i]
+            break
+        self._send(MK.APP_RESP, to=to, index=index)
+
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
-            self._send(MK.APP_RESP, to=m.frm, index=self.log.committed)
+            self._accept_append(m.frm, self.log.committed)
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(MK.APP_RESP, to=m.frm, index=last_new)
+            self._accept_append(m.frm, last_new)
             return
         hint_index = min(m.index, self.log.last_index())
         hint_index, hint_term = self.log.find_conflict_by_term(hint_index, m.log_term)

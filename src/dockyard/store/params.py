@@ -169,30 +169,39 @@ def expire_ns_for(ttl_s: int, now_ns: int) -> int:
     return now_ns + duration
 
 
+def _plain_request(method: str, key: str, value: str, has_value: bool) -> KeyRequest:
+    """A request with at most a value: every other field has its default."""
+    return KeyRequest(
+        method,
+        key,
+        value,
+        has_value,
+        False,
+        None,
+        0,
+        None,
+        False,
+        0,
+        False,
+        False,
+        False,
+        False,
+        None,
+        None,
+        False,
+    )
+
+
 def parse_key_request(method: str, key: str, form: dict[str, list[str]]) -> KeyRequest:
     """etcd's checks, in etcd's order (the first failure wins). Raises RequestError."""
 
     if not form:
         # No parameters at all (most GETs): every field has its default.
-        return KeyRequest(
-            method,
-            key,
-            "",
-            False,
-            False,
-            None,
-            0,
-            None,
-            False,
-            0,
-            False,
-            False,
-            False,
-            False,
-            None,
-            None,
-            False,
-        )
+        return _plain_request(method, key, "", False)
+
+    if len(form) == 1 and "value" in form:
+        # Only a value (the common PUT): what the checks below give for it, without them.
+        return _plain_request(method, key, form["value"][0], True)
 
     def bad(code: int, cause: str) -> RequestError:
         return RequestError(cause, 0, code)

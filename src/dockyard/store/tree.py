@@ -261,21 +261,37 @@ class KeyTree:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> Node:
-        """etcd's internalGet: 100 names the first missing component, 104 the blocking file."""
+    def _walk(self, key: str) -> tuple[Node, str | None]:
+        """The node at `key`, or the deepest node on its path and the first missing name.
+        Raises 104 at a file in the middle of the path."""
         node = self.root
         if key == "/":
-            return node
+            return node, None
         for name in key[1:].split("/"):
             children = node.children
             if children is None:
                 raise NotADirectory(node.key, self.index)
             child = children.get(name)
             if child is None:
-                missing = f"{node.key}/{name}" if node.key != "/" else f"/{name}"
-                raise KeyNotFound(missing, self.index)
+                return node, name
             node = child
+        return node, None
+
+    def lookup(self, key: str) -> Node:
+        """etcd's internalGet: 100 names the first missing component, 104 the blocking file."""
+        node, missing = self._walk(key)
+        if missing is not None:
+            raise KeyNotFound(
+                f"{node.key}/{missing}" if node.key != "/" else f"/{missing}", self.index
+            )
         return node
+
+    def find(self, key: str) -> Node | None:
+        """`lookup` for the apply path: None instead of 100 when a component is missing (a
+        PUT of a new key is the common write; building and catching the error cost more than
+        the walk). 104 still raises."""
+        node, missing = self._walk(key)
+        return node if missing is None else None
 
     def get(self, key: str) -> Node:
         try:
@@ -508,14 +524,12 @@ class KeyTree:
 
     def _apply_set(self, cmd: c.SetKey, now_ns: int) -> Event:
         value = cmd.value
-        prev: Node | None = None
-        try:
-            prev = self.lookup(cmd.key)
-        except KeyNotFound:
-            if cmd.refresh:
-                raise
-        if cmd.refresh and prev is not None:
-            value = prev.value
+        prev = self.find(cmd.key)
+        if cmd.refresh:
+            if prev is None:
+                self.lookup(cmd.key)  # raises 100 naming the first missing component
+            else:
+                value = prev.value
         event = self._create(cmd.key, cmd.dir, value, True, cmd.expire_ns, "set", now_ns)
         return self._emit(event, cmd.refresh)
 

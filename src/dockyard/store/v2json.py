@@ -87,12 +87,38 @@ def event_json(event: Event) -> dict[str, Any]:
     return out
 
 
+def _node_text(n: NodeValue) -> str:
+    """`go_json(node_value_json(n))`, written directly: every write's answer renders one or
+    two nodes, and the generic encoder walking dicts cost more than the rest of the answer.
+    Go's escapes are local to each string literal, so escaping the two strings alone gives
+    the same text as escaping the whole document."""
+    parts = []
+    if n.key != "/":
+        parts.append('"key":' + go_json(n.key))
+    if n.value is not None:
+        parts.append('"value":' + go_json(n.value))
+    if n.dir:
+        parts.append('"dir":true')
+    if n.expire_ns is not None:
+        parts.append(f'"expiration":"{rfc3339_nano(n.expire_ns)}"')
+        if n.ttl:
+            parts.append(f'"ttl":{n.ttl}')
+    if n.modified_index:
+        parts.append(f'"modifiedIndex":{n.modified_index}')
+    if n.created_index:
+        parts.append(f'"createdIndex":{n.created_index}')
+    return "{" + ",".join(parts) + "}"
+
+
 def event_body(event: Event, no_value: bool = False) -> bytes:
     if no_value and event.action in ("set", "compareAndSwap", "create", "update"):
         return f'{{"action":"{event.action}"}}\n'.encode()
     cached = event.rendered.get("json")
     if cached is None:
-        cached = event.rendered["json"] = (go_json(event_json(event)) + "\n").encode()
+        text = f'{{"action":{go_json(event.action)},"node":{_node_text(event.node)}'
+        if event.prev_node is not None:
+            text += f',"prevNode":{_node_text(event.prev_node)}'
+        cached = event.rendered["json"] = (text + "}\n").encode()
     return cached
 
 

@@ -96,6 +96,87 @@ def test_messages_produced_after_ready_survive_advance() -> None:
     assert node.msgs == later
 
 
+def _settled_cluster() -> Net:
+    net = Net(new_node(1), new_node(2), new_node(3))
+    net.nodes[1].campaign()
+    net.settle()
+    return net
+
+
+def _appends_to(node: RaftNode, to: int, msgs: list[Message] | None = None) -> list[Message]:
+    return [m for m in (node.msgs if msgs is None else msgs) if m.to == to and m.kind is MK.APP]
+
+
+def test_a_commit_only_append_raises_the_commit_of_the_one_waiting() -> None:
+    net = _settled_cluster()
+    leader = net.nodes[1]
+    assert leader.propose(b"a")
+    last = leader.log.last_index()
+    assert [len(m.entries) for m in _appends_to(leader, 2)] == [1]
+    # Follower 2's answer commits the entry before the leader's Ready went out: the commit
+    # index rides on the appends already waiting instead of two more messages.
+    leader.step(Message(MK.APP_RESP, to=1, frm=2, term=leader.term, index=last))
+    assert leader.log.committed == last
+    for to in (2, 3):
+        (waiting,) = _appends_to(leader, to)
+        assert waiting.entries[-1].index == last and waiting.commit == last
+    net.settle()
+    assert [e.data for e in net.applied[3]][-1] == b"a"
+    assert net.nodes[3].log.committed == last
+
+
+def test_an_append_with_entries_replaces_a_waiting_commit_only_one() -> None:
+    net = _settled_cluster()
+    leader = net.nodes[1]
+    assert leader.propose(b"a")
+    last = leader.log.last_index()
+    net.settle()
+    # A heartbeat answer with nothing new: no commit-only append is due, so propose twice
+    # and acknowledge the first to get one waiting, then propose again.
+    assert leader.propose(b"b")
+    rd = leader.ready()
+    leader.advance(rd)
+    leader.step(Message(MK.APP_RESP, to=1, frm=2, term=leader.term, index=last + 1))
+    leader.step(Message(MK.APP_RESP, to=1, frm=3, term=leader.term, index=last + 1))
+    assert [len(m.entries) for m in _appends_to(leader, 2)] == [0]  # commit only
+    assert leader.propose(b"c")
+    (waiting,) = _appends_to(leader, 2)
+    assert [e.data for e in waiting.entries] == [b"c"]
+    assert waiting.commit == last + 1 and waiting.index == last + 1
+
+
+def test_messages_handed_out_are_never_folded_into() -> None:
+    net = _settled_cluster()
+    leader = net.nodes[1]
+    assert leader.propose(b"a")
+    last = leader.log.last_index()
+    rd = leader.ready()  # the appends with the entry are the driver's now
+    leader.step(Message(MK.APP_RESP, to=1, frm=2, term=leader.term, index=last))
+    assert leader.log.committed == last
+    handed_out = _appends_to(leader, 2, list(rd.messages))
+    assert [m.commit for m in handed_out] == [last - 1]
+    leader.advance(rd)
+    (commit_only,) = _appends_to(leader, 2)
+    assert commit_only.entries == () and commit_only.commit == last
+
+
+def test_a_follower_answers_several_appends_of_one_ready_once() -> None:
+    net = _settled_cluster()
+    leader, follower = net.nodes[1], net.nodes[2]
+    assert leader.propose(b"a")
+    first = leader.ready()
+    leader.advance(first)
+    assert leader.propose(b"b")
+    second = leader.ready()
+    leader.advance(second)
+    for rd in (first, second):
+        for m in rd.messages:
+            if m.to == 2:
+                follower.step(m)
+    answers = [m for m in follower.msgs if m.kind is MK.APP_RESP]
+    assert [(m.index, m.reject) for m in answers] == [(leader.log.last_index(), False)]
+
+
 def test_election_timeouts_are_randomized_within_one_timeout() -> None:
     timeouts = set()
     for seed in range(50):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 from dockyard.raft.messages import (
     Entry,
@@ -91,50 +90,63 @@ def encode_message(m: Message, out: bytearray) -> None:
         out += m.snapshot.data
 
 
-class _Reader:
-    """Bounds-checked reads from a body: a short or overlong field is a CodecError."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
-        self.offset = 0
-
-    def fixed(self, layout: struct.Struct) -> tuple[Any, ...]:
-        end = self.offset + layout.size
-        if end > len(self.data):
-            raise CodecError("truncated batch")
-        values = layout.unpack_from(self.data, self.offset)
-        self.offset = end
-        return values
-
-    def raw(self, size: int) -> bytes:
-        end = self.offset + size
-        if end > len(self.data):
-            raise CodecError("truncated batch")
-        value = bytes(self.data[self.offset : end])
-        self.offset = end
-        return value
+def _truncated() -> CodecError:
+    return CodecError("truncated batch")
 
 
-def _decode_message(reader: _Reader) -> Message:
-    kind_code, to, frm, term, log_term, index, commit, flags, hint = reader.fixed(_HEAD)
+def _decode_message(data: bytes, offset: int) -> tuple[Message, int]:
+    """One message at `offset` of a batch; returns it and the offset after it. Plain
+    offsets into the bytes (a follower decodes every entry of every append): every read is
+    checked against the end, so a short or overlong field is a CodecError."""
+    size = len(data)
+    end = offset + _HEAD.size
+    if end > size:
+        raise _truncated()
+    kind_code, to, frm, term, log_term, index, commit, flags, hint = _HEAD.unpack_from(data, offset)
     if kind_code >= len(_KINDS):
         raise CodecError(f"unknown message kind {kind_code}")
-    (ctx_len,) = reader.fixed(_LEN32)
-    context = reader.raw(ctx_len)
-    (count,) = reader.fixed(_LEN32)
-    entries = []
+    offset = end + 4
+    if offset > size:
+        raise _truncated()
+    (ctx_len,) = _LEN32.unpack_from(data, end)
+    end = offset + ctx_len
+    if end + 4 > size:
+        raise _truncated()
+    context = data[offset:end]
+    (count,) = _LEN32.unpack_from(data, end)
+    offset = end + 4
+    entries: list[Entry] = []
+    append = entries.append
+    entry_size = _ENTRY.size
+    unpack_entry = _ENTRY.unpack_from
     for _ in range(count):
-        e_term, e_index, e_kind, e_len = reader.fixed(_ENTRY)
+        end = offset + entry_size
+        if end > size:
+            raise _truncated()
+        e_term, e_index, e_kind, e_len = unpack_entry(data, offset)
+        offset = end + e_len
+        if offset > size:
+            raise _truncated()
         if e_kind >= len(_ENTRY_KINDS):
             raise CodecError(f"bad entry kind {e_kind}")
-        entries.append(Entry(e_term, e_index, _ENTRY_KINDS[e_kind], reader.raw(e_len)))
+        append(Entry(e_term, e_index, _ENTRY_KINDS[e_kind], data[end:offset]))
     snapshot = None
     if flags & _HAS_SNAPSHOT:
-        s_index, s_term, n_voters = reader.fixed(_SNAP)
-        voters = tuple(reader.fixed(_U64)[0] for _ in range(n_voters))
-        (data_len,) = reader.fixed(_U64)
-        snapshot = Snapshot(SnapshotMeta(s_index, s_term, voters), reader.raw(data_len))
-    return Message(
+        end = offset + _SNAP.size
+        if end > size:
+            raise _truncated()
+        s_index, s_term, n_voters = _SNAP.unpack_from(data, offset)
+        offset = end + 8 * n_voters + 8
+        if offset > size:
+            raise _truncated()
+        voters = struct.unpack_from(f">{n_voters}Q", data, end)
+        (data_len,) = _U64.unpack_from(data, offset - 8)
+        end = offset + data_len
+        if end > size:
+            raise _truncated()
+        snapshot = Snapshot(SnapshotMeta(s_index, s_term, voters), data[offset:end])
+        offset = end
+    message = Message(
         _KINDS[kind_code],
         to=to,
         frm=frm,
@@ -148,6 +160,7 @@ def _decode_message(reader: _Reader) -> Message:
         snapshot=snapshot,
         context=context,
     )
+    return message, offset
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -159,25 +172,30 @@ def encode_batch(batch: Batch) -> bytes:
 
 def decode_batch(body: bytes, cluster_id: int) -> Batch:
     """Decode a request body; refuse another version or another cluster's traffic."""
-    reader = _Reader(body)
     if len(body) < _BATCH.size or body[:4] != _MAGIC:
         head = body[:4]
         raise CodecError(f"unsupported peer wire format (starts with {head!r}, not {_MAGIC!r})")
-    _, batch_cluster, sender, count = reader.fixed(_BATCH)
+    _, batch_cluster, sender, count = _BATCH.unpack_from(body)
     if batch_cluster != cluster_id:
         raise CodecError(
             f"cluster ID mismatch: this member is in cluster {cluster_id:x}, "
             f"the sender in {batch_cluster:x} (check --initial-cluster-token)"
         )
-    messages = tuple(_decode_message(reader) for _ in range(count))
-    if reader.offset != len(body):
-        raise CodecError(f"{len(body) - reader.offset} bytes after the last message")
-    return Batch(cluster_id, sender, messages)
+    body = bytes(body)  # slices of the entries' data must be bytes, not views
+    offset = _BATCH.size
+    messages = []
+    for _ in range(count):
+        message, offset = _decode_message(body, offset)
+        messages.append(message)
+    if offset != len(body):
+        raise CodecError(f"{len(body) - offset} bytes after the last message")
+    return Batch(cluster_id, sender, tuple(messages))
 
 
 # --- proposals: who proposed an entry, so the proposing member can answer its client -------
 
 _PROPOSAL_HEAD = 16  # proposer member id u64 | request sequence u64, big-endian
+_PROPOSAL = struct.Struct(">QQ")
 
 
 def wrap_proposal(member_id: int, sequence: int, command: bytes) -> bytes:
@@ -187,14 +205,11 @@ def wrap_proposal(member_id: int, sequence: int, command: bytes) -> bytes:
     waiting requests and answers the client (followers' proposals reach the leader through
     the core's forwarding, so the entry itself must say whose it is).
     """
-    return member_id.to_bytes(8, "big") + sequence.to_bytes(8, "big") + command
+    return _PROPOSAL.pack(member_id, sequence) + command
 
 
 def unwrap_proposal(data: bytes) -> tuple[int, int, bytes]:
     if len(data) < _PROPOSAL_HEAD:
         raise CodecError(f"proposal of {len(data)} bytes is shorter than its header")
-    return (
-        int.from_bytes(data[:8], "big"),
-        int.from_bytes(data[8:16], "big"),
-        data[_PROPOSAL_HEAD:],
-    )
+    proposer, sequence = _PROPOSAL.unpack_from(data)
+    return proposer, sequence, data[_PROPOSAL_HEAD:]
