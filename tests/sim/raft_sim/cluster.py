@@ -107,7 +107,8 @@ class SimNode:
         self.removed = False
         # Written but not synced (async leader mode), in write order; the last entry written.
         self.pending: list[Callable[[], None]] = []
-        self.pending_entries: list[Entry] = []
+        # Entries written and not synced yet, each with its predecessor's term then.
+        self.pending_entries: list[tuple[Entry, int]] = []
         self.pending_commit: int | None = None
         self.last_written: tuple[int, int] | None = None
 
@@ -182,7 +183,8 @@ class SimNode:
         entries = rd.entries
         if entries:
             self.pending.append(lambda: disk.write_entries(entries))
-            self.pending_entries.extend(entries)
+            assert self.raft is not None
+            self.pending_entries.extend(self.world.checker.with_previous(self.raft, entries))
             self.last_written = (entries[-1].index, entries[-1].term)
         if rd.hard_state is not None:
             hs = rd.hard_state
@@ -214,7 +216,7 @@ class SimNode:
             if rd.hard_state is not None:
                 disk.hard_state = rd.hard_state
             commit = rd.hard_state.commit if rd.hard_state else None
-            w.checker.on_persist(raft, rd.entries, commit)
+            w.checker.on_persist(raft, w.checker.with_previous(raft, rd.entries), commit)
         # 2. send.
         for m in rd.messages:
             w.send(m)

@@ -60,10 +60,24 @@ class Checker:
         for key in [k for k in self._leader_checked if k[0] == node_id]:
             del self._leader_checked[key]
 
-    def on_persist(self, node: RaftNode, entries: Iterable[Entry], commit: int | None) -> None:
+    @staticmethod
+    def with_previous(node: RaftNode, entries: Iterable[Entry]) -> list[tuple[Entry, int]]:
+        """Each entry with the term of the one before it in `node`'s log now, i.e. when the
+        entries are written (-1: compacted away). Taken then, not at the fsync: by the time
+        an async leader's pending writes are synced it may have stepped down and had those
+        entries overwritten in memory, and the log would name a newer predecessor."""
+        out = []
         for entry in entries:
             previous = node.log.term(entry.index - 1)
-            record = (-1 if previous is None else previous, entry.kind.value, entry.data)
+            out.append((entry, -1 if previous is None else previous))
+        return out
+
+    def on_persist(
+        self, node: RaftNode, written: Iterable[tuple[Entry, int]], commit: int | None
+    ) -> None:
+        """`written`: entries made durable, each with its predecessor's term (`with_previous`)."""
+        for entry, previous in written:
+            record = (previous, entry.kind.value, entry.data)
             key = (entry.index, entry.term)
             known = self.entries.setdefault(key, record)
             if known[1:] != record[1:] or (
