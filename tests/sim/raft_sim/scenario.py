@@ -185,9 +185,9 @@ def _chaos(world: World) -> None:
     if rng.random() < p.conf_change_p:
         voters = sorted(raft.voters)
         if rng.random() < 0.5 and len(voters) > 3:
-            target = rng.choice(voters)
-            if raft.propose_conf_change(ConfChange(ConfChangeKind.REMOVE_VOTER, target)):
-                world.trace(f"{leader.id} proposed removing {target}")
+            removed = rng.choice(voters)
+            if raft.propose_conf_change(ConfChange(ConfChangeKind.REMOVE_VOTER, removed)):
+                world.trace(f"{leader.id} proposed removing {removed}")
         elif len(voters) < p.members + 1:
             new_id = world.next_id
             if raft.propose_conf_change(ConfChange(ConfChangeKind.ADD_VOTER, new_id)):
@@ -197,9 +197,9 @@ def _chaos(world: World) -> None:
     if rng.random() < p.transfer_p:
         others = sorted(raft.voters - {leader.id})
         if others:
-            target = rng.choice(others)
-            world.trace(f"{leader.id} transfers leadership to {target}")
-            raft.transfer_leadership(target)
+            transferee = rng.choice(others)
+            world.trace(f"{leader.id} transfers leadership to {transferee}")
+            raft.transfer_leadership(transferee)
     world.check(leader)
 
 
