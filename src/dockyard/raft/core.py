@@ -152,7 +152,7 @@ class RaftNode:
         self._deferred_reads: list[Message] = []
         self.msgs: list[Message] = []
         # How many of `msgs` the last `ready()` handed out (until `advance`): those are the
-        # driver's now, so coalescing (`_send_append`) only touches the ones after them.
+        # driver's now, so folding (`_newest_waiting`) only touches the ones after them.
         self._msgs_handed_out = 0
         self.read_states: list[ReadState] = []
         self._prev_hard_state = hard_state
@@ -795,24 +795,28 @@ class RaftNode:
 
         Only the newest message to `to` is looked at, so the order of what the follower
         receives is kept, and only messages no Ready has handed out yet."""
+        i = self._newest_waiting(to)
+        if i is None:
+            return False
+        waiting = self.msgs[i]
+        if waiting.kind is not MK.APP or waiting.term != self.term:
+            return False
+        if not entries:
+            if waiting.commit != self.log.committed:
+                self.msgs[i] = dataclasses.replace(waiting, commit=self.log.committed)
+            return True
+        if not waiting.entries and (waiting.index, waiting.log_term) == (prev_index, prev_term):
+            del self.msgs[i]
+        return False
+
+    def _newest_waiting(self, to: int) -> int | None:
+        """Where in `msgs` the newest message to `to` is, among those no `ready()` has handed
+        out yet (the driver owns those); None if there is none."""
         msgs = self.msgs
         for i in range(len(msgs) - 1, self._msgs_handed_out - 1, -1):
-            waiting = msgs[i]
-            if waiting.to != to:
-                continue
-            if waiting.kind is not MK.APP or waiting.term != self.term:
-                return False
-            if not entries:
-                if waiting.commit != self.log.committed:
-                    msgs[i] = dataclasses.replace(waiting, commit=self.log.committed)
-                return True
-            if not waiting.entries and (waiting.index, waiting.log_term) == (
-                prev_index,
-                prev_term,
-            ):
-                del msgs[i]
-            return False
-        return False
+            if msgs[i].to == to:
+                return i
+        return None
 
     def _send_snapshot(self, to: int, pr: Progress) -> bool:
         if not pr.recent_active:
@@ -843,19 +847,16 @@ class RaftNode:
         `index`, says less than this one (matching up to `index` includes it), so this one
         takes its place: a follower stepping several appends between two Readies answers
         once (the leader frees its in-flight appends up to the index it is told)."""
-        msgs = self.msgs
-        for i in range(len(msgs) - 1, self._msgs_handed_out - 1, -1):
-            waiting = msgs[i]
-            if waiting.to != to:
-                continue
+        i = self._newest_waiting(to)
+        if i is not None:
+            waiting = self.msgs[i]
             if (
                 waiting.kind is MK.APP_RESP
                 and not waiting.reject
                 and waiting.term == self.term
                 and waiting.index <= index
             ):
-                del msgs[i]
-            break
+                del self.msgs[i]
         self._send(MK.APP_RESP, to=to, index=index)
 
     def _handle_append(self, m: Message) -> None:

@@ -199,14 +199,8 @@ class V2Api:
         """`_json` with the index headers every keys answer carries, rendered here: they are
         numbers, so nothing in them needs the header check (the hot path: every GET and
         every write's answer)."""
-        return Response(
-            status,
-            body,
-            JSON,
-            (),
-            f"X-Etcd-Index: {etcd_index}\r\nX-Raft-Index: {self.node.applied_index}\r\n"
-            f"X-Raft-Term: {self.node.term}\r\n{self._keys_trailer}",
-        )
+        lines = "".join(f"{name}: {value}\r\n" for name, value in self._raft_headers(etcd_index))
+        return Response(status, body, JSON, (), lines + self._keys_trailer)
 
     def _raft_headers(self, etcd_index: int) -> tuple[tuple[str, str], ...]:
         return (

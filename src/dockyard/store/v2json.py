@@ -60,38 +60,12 @@ def _strip_root(key: str) -> str:
     return "" if key == "/" else key
 
 
-def node_value_json(n: NodeValue) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    key = _strip_root(n.key)
-    if key:
-        out["key"] = key
-    if n.value is not None:
-        out["value"] = n.value
-    if n.dir:
-        out["dir"] = True
-    if n.expire_ns is not None:
-        out["expiration"] = rfc3339_nano(n.expire_ns)
-        if n.ttl:
-            out["ttl"] = n.ttl
-    if n.modified_index:
-        out["modifiedIndex"] = n.modified_index
-    if n.created_index:
-        out["createdIndex"] = n.created_index
-    return out
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    out: dict[str, Any] = {"action": event.action, "node": node_value_json(event.node)}
-    if event.prev_node is not None:
-        out["prevNode"] = node_value_json(event.prev_node)
-    return out
-
-
 def _node_text(n: NodeValue) -> str:
-    """`go_json(node_value_json(n))`, written directly: every write's answer renders one or
-    two nodes, and the generic encoder walking dicts cost more than the rest of the answer.
-    Go's escapes are local to each string literal, so escaping the two strings alone gives
-    the same text as escaping the whole document."""
+    """An event's node as etcd writes it (fields in Go's order, omitempty), the text built
+    directly: every write's answer renders one or two nodes, and the generic encoder walking
+    dicts cost more than the rest of the answer. Go's escapes are local to each string
+    literal, so escaping the two strings alone gives what escaping the whole document
+    would (tests/unit/store/test_v2json.py checks it against that)."""
     parts = []
     if n.key != "/":
         parts.append('"key":' + go_json(n.key))

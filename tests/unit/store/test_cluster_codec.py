@@ -97,6 +97,25 @@ def test_malformed_batches_are_refused(body: bytes) -> None:
         decode_batch(body, 1)
 
 
+def test_every_cut_of_a_batch_is_refused() -> None:
+    """A body cut short anywhere (inside a header, a context, an entry, a snapshot's voters
+    or data) is a CodecError, never a shorter message."""
+    full = Message(
+        MessageKind.SNAP,
+        to=2,
+        frm=1,
+        term=3,
+        entries=(Entry(3, 7, EntryKind.NORMAL, b"xyz"), Entry(3, 8, EntryKind.CONF_CHANGE, b"")),
+        snapshot=Snapshot(SnapshotMeta(9, 3, (1, 2, 3)), b"state"),
+        context=b"ctx",
+    )
+    body = encode_batch(Batch(1, 1, (full, Message(MessageKind.HEARTBEAT, to=2, frm=1))))
+    assert decode_batch(body, 1).messages[0] == full
+    for cut in range(len(body)):
+        with pytest.raises(CodecError):
+            decode_batch(body[:cut], 1)
+
+
 def test_proposals_carry_their_proposer() -> None:
     data = wrap_proposal(2**64 - 1, 42, b'{"t":"Noop"}')
     assert unwrap_proposal(data) == (2**64 - 1, 42, b'{"t":"Noop"}')

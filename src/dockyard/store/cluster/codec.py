@@ -90,62 +90,41 @@ def encode_message(m: Message, out: bytearray) -> None:
         out += m.snapshot.data
 
 
-def _truncated() -> CodecError:
-    return CodecError("truncated batch")
-
-
 def _decode_message(data: bytes, offset: int) -> tuple[Message, int]:
     """One message at `offset` of a batch; returns it and the offset after it. Plain
-    offsets into the bytes (a follower decodes every entry of every append): every read is
-    checked against the end, so a short or overlong field is a CodecError."""
-    size = len(data)
-    end = offset + _HEAD.size
-    if end > size:
-        raise _truncated()
+    offsets into the bytes (a follower decodes every entry of every append). A fixed field
+    past the end fails in `unpack_from` (struct.error, made a CodecError by `decode_batch`);
+    a variable-length field is checked against the end here, since slicing never fails."""
     kind_code, to, frm, term, log_term, index, commit, flags, hint = _HEAD.unpack_from(data, offset)
     if kind_code >= len(_KINDS):
         raise CodecError(f"unknown message kind {kind_code}")
-    offset = end + 4
-    if offset > size:
-        raise _truncated()
-    (ctx_len,) = _LEN32.unpack_from(data, end)
-    end = offset + ctx_len
-    if end + 4 > size:
-        raise _truncated()
-    context = data[offset:end]
-    (count,) = _LEN32.unpack_from(data, end)
-    offset = end + 4
+    (ctx_len,) = _LEN32.unpack_from(data, offset + _HEAD.size)
+    offset += _HEAD.size + 4
+    context = data[offset : offset + ctx_len]
+    offset += ctx_len
+    (count,) = _LEN32.unpack_from(data, offset)
+    offset += 4
     entries: list[Entry] = []
-    append = entries.append
-    entry_size = _ENTRY.size
     unpack_entry = _ENTRY.unpack_from
     for _ in range(count):
-        end = offset + entry_size
-        if end > size:
-            raise _truncated()
         e_term, e_index, e_kind, e_len = unpack_entry(data, offset)
-        offset = end + e_len
-        if offset > size:
-            raise _truncated()
+        start = offset + _ENTRY.size
+        offset = start + e_len
         if e_kind >= len(_ENTRY_KINDS):
             raise CodecError(f"bad entry kind {e_kind}")
-        append(Entry(e_term, e_index, _ENTRY_KINDS[e_kind], data[end:offset]))
+        entries.append(Entry(e_term, e_index, _ENTRY_KINDS[e_kind], data[start:offset]))
     snapshot = None
     if flags & _HAS_SNAPSHOT:
-        end = offset + _SNAP.size
-        if end > size:
-            raise _truncated()
         s_index, s_term, n_voters = _SNAP.unpack_from(data, offset)
-        offset = end + 8 * n_voters + 8
-        if offset > size:
-            raise _truncated()
-        voters = struct.unpack_from(f">{n_voters}Q", data, end)
-        (data_len,) = _U64.unpack_from(data, offset - 8)
-        end = offset + data_len
-        if end > size:
-            raise _truncated()
-        snapshot = Snapshot(SnapshotMeta(s_index, s_term, voters), data[offset:end])
-        offset = end
+        offset += _SNAP.size
+        voters = struct.unpack_from(f">{n_voters}Q", data, offset)
+        offset += 8 * n_voters
+        (data_len,) = _U64.unpack_from(data, offset)
+        offset += 8
+        snapshot = Snapshot(SnapshotMeta(s_index, s_term, voters), data[offset : offset + data_len])
+        offset += data_len
+    if offset > len(data):  # offsets only grow: one check covers every slice
+        raise CodecError("truncated batch")
     message = Message(
         _KINDS[kind_code],
         to=to,
@@ -184,9 +163,12 @@ def decode_batch(body: bytes, cluster_id: int) -> Batch:
     body = bytes(body)  # slices of the entries' data must be bytes, not views
     offset = _BATCH.size
     messages = []
-    for _ in range(count):
-        message, offset = _decode_message(body, offset)
-        messages.append(message)
+    try:
+        for _ in range(count):
+            message, offset = _decode_message(body, offset)
+            messages.append(message)
+    except struct.error:
+        raise CodecError("truncated batch") from None
     if offset != len(body):
         raise CodecError(f"{len(body) - offset} bytes after the last message")
     return Batch(cluster_id, sender, tuple(messages))
